@@ -1,0 +1,268 @@
+// Apply worker: one per peer. Streams the peer's own changes from its slot
+// and applies them (apply.cpp) with this node's replication origin for that
+// peer, so the origin's progress commits atomically with the data. After any
+// crash streaming restarts right after the last applied commit: exactly once,
+// in commit order.
+//
+// Feedback tells the peer what may be freed: the origin progress after a
+// local WAL flush (apply commits asynchronously), or, when idle with nothing
+// pending, everything received.
+#include <algorithm>
+#include <string>
+
+#include "apply.hpp"
+#include "catalog.hpp"
+#include "guard.hpp"
+#include "layout.hpp"
+#include "remote.hpp"
+#include "shmem.hpp"
+#include "walstream.hpp"
+#include "workers.hpp"
+
+namespace pgmesh::workers {
+
+namespace {
+
+constexpr long kFeedbackIntervalMs = 1000;
+
+apply::Applier *current_applier = nullptr;  // for the relcache callback
+
+void invalidate_applier(Datum, Oid relid) {
+    if (current_applier) current_applier->invalidate(relid);
+}
+
+void release_worker_slot(int, Datum arg) {
+    auto *slot = reinterpret_cast<shmem::WorkerSlot *>(DatumGetPointer(arg));
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    if (slot->pid == MyProcPid) {
+        slot->pid = 0;
+        slot->proc = nullptr;
+        slot->connected = false;
+    }
+    LWLockRelease(shmem::state().lock);
+}
+
+void wait_latch_only(long timeout_ms) {
+    pg::call([&] {
+        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms,
+                           PG_WAIT_EXTENSION);
+        if (rc & WL_LATCH_SET) ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+}
+
+class ApplyWorker {
+public:
+    ApplyWorker(Oid dboid, uint64_t peer_id) : dboid_(dboid), peer_id_(peer_id) {}
+
+    void run() {
+        attach_slot();
+        try {
+            stream();
+        } catch (const std::exception &e) {
+            record_error(e.what());
+            throw;
+        }
+    }
+
+private:
+    void attach_slot() {
+        slot_ = pg::call([&] {
+            LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+            shmem::WorkerSlot *s = shmem::worker_slot(dboid_, peer_id_, true);
+            if (s) {
+                s->pid = MyProcPid;
+                s->proc = MyProc;
+                s->connected = false;
+            }
+            LWLockRelease(shmem::state().lock);
+            if (s) before_shmem_exit(release_worker_slot, PointerGetDatum(s));
+            return s;
+        });
+        if (!slot_)
+            throw pg::Error(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED, "no free pgmesh worker slot", {},
+                            "Raise max_worker_processes.");
+    }
+
+    void record_error(const char *message) {
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        strlcpy(slot_->last_error, message, shmem::kErrorLength);
+        slot_->connected = false;
+        LWLockRelease(shmem::state().lock);
+    }
+
+    template <typename F>
+    void update_slot(F &&f) {
+        pg::call([&] {
+            LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+            f(*slot_);
+            LWLockRelease(shmem::state().lock);
+        });
+    }
+
+    bool paused() {
+        return pg::call([&] {
+            LWLockAcquire(shmem::state().lock, LW_SHARED);
+            shmem::DatabaseSlot *d = shmem::database_slot(dboid_, false);
+            bool p = d && d->apply_paused;
+            LWLockRelease(shmem::state().lock);
+            return p;
+        });
+    }
+
+    void stream() {
+        pg::call([] {
+            SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
+            SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+            CacheRegisterRelcacheCallback(invalidate_applier, (Datum)0);
+            StartTransactionCommand();
+        });
+        catalog::Nodes nodes = catalog::read_nodes();
+        const catalog::Node *peer = nodes.find(peer_id_);
+        if (!nodes.local_id || !peer || peer->state == "parted") {
+            pg::call([] { CommitTransactionCommand(); });
+            return;  // nothing to stream from: the manager will notice
+        }
+        uint64_t local_id = *nodes.local_id;
+        std::string peer_dsn = peer->dsn;
+        std::string peer_name = peer->name;
+        std::string origin = catalog::origin_name(peer_id_);
+        std::string slot_name = catalog::slot_name(peer_id_, local_id);
+        uint64_t start_lsn = pg::call([&] {
+            RepOriginId id = replorigin_by_name(origin.c_str(), true);
+            if (id == InvalidRepOriginId) id = replorigin_create(origin.c_str());
+            CommitTransactionCommand();
+            replorigin_session_setup(id);
+            replorigin_session_origin = id;
+            return replorigin_session_get_progress(false);
+        });
+
+        remote::Connection conn = remote::connect(
+            peer_dsn, true, "pgmesh apply " + catalog::hex_id(local_id) + " from " + peer_name);
+        remote::Result exists = remote::exec(
+            conn.get(), "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+                            remote::quote_literal(slot_name));
+        if (PQntuples(exists.get()) == 0)
+            remote::exec(conn.get(), "CREATE_REPLICATION_SLOT \"" + slot_name +
+                                         "\" LOGICAL pgmesh (SNAPSHOT 'nothing')");
+        std::string start = "START_REPLICATION SLOT \"" + slot_name + "\" LOGICAL " +
+                            walstream::format_lsn(start_lsn) + " (proto_version '" +
+                            std::to_string(proto::kProtocolVersion) + "', subscriber_node_id '" +
+                            std::to_string(local_id) + "', binary_layout '" + binary_layout() +
+                            "', encoding '" + pg::call([] { return GetDatabaseEncodingName(); }) +
+                            "')";
+        remote::exec(conn.get(), start, PGRES_COPY_BOTH);
+        update_slot([&](shmem::WorkerSlot &s) {
+            s.connected = true;
+            s.last_error[0] = '\0';
+            s.applied_lsn = std::max<uint64_t>(s.applied_lsn, start_lsn);
+        });
+        pg::call([&] {
+            ereport(LOG, (errmsg("pgmesh apply worker streaming from node \"%s\" at %X/%X",
+                                 peer_name.c_str(), LSN_FORMAT_ARGS(start_lsn))));
+        });
+
+        apply::Applier applier;
+        current_applier = &applier;
+        loop(conn.get(), applier);
+    }
+
+    void loop(PGconn *conn, apply::Applier &applier) {
+        TimestampTz last_feedback = 0;
+        for (;;) {
+            bool hold = !applier.in_transaction() && paused();
+            if (!hold) {
+                char *raw = nullptr;
+                int len = PQgetCopyData(conn, &raw, 1);
+                if (len > 0) {
+                    std::unique_ptr<char, decltype(&PQfreemem)> buffer(raw, PQfreemem);
+                    handle_frame(
+                        conn, applier,
+                        {reinterpret_cast<const uint8_t *>(raw), static_cast<size_t>(len)});
+                    maybe_feedback(conn, applier, last_feedback, false);
+                    continue;
+                }
+                if (len == -1)
+                    throw pg::Error(ERRCODE_CONNECTION_FAILURE,
+                                    "peer ended the replication stream");
+                if (len < -1)
+                    throw pg::Error(ERRCODE_CONNECTION_FAILURE,
+                                    std::string("lost replication connection to peer: ") +
+                                        PQerrorMessage(conn));
+            }
+            maybe_feedback(conn, applier, last_feedback, false);
+            if (hold) {
+                // Paused: leave the peer's data unread (TCP pushes back on the
+                // walsender) and keep the connection alive with feedback.
+                wait_latch_only(200);
+                continue;
+            }
+            remote::wait_socket(conn, false, kFeedbackIntervalMs);
+            if (!PQconsumeInput(conn))
+                throw pg::Error(
+                    ERRCODE_CONNECTION_FAILURE,
+                    std::string("lost replication connection to peer: ") + PQerrorMessage(conn));
+        }
+    }
+
+    void handle_frame(PGconn *conn, apply::Applier &applier, std::span<const uint8_t> bytes) {
+        walstream::Frame frame = walstream::parse_frame(bytes);
+        if (auto *ka = std::get_if<walstream::Keepalive>(&frame)) {
+            received_lsn_ = std::max(received_lsn_, ka->end_lsn);
+            update_slot([&](shmem::WorkerSlot &s) { s.received_lsn = received_lsn_; });
+            if (ka->reply_requested) send_feedback(conn, applier);
+            return;
+        }
+        auto &data = std::get<walstream::XLogData>(frame);
+        received_lsn_ = std::max({received_lsn_, data.start_lsn, data.end_lsn});
+        proto::Decoded message = proto::decode(data.payload);
+        applier.handle(message);
+        if (auto *commit = std::get_if<proto::Commit>(&message)) {
+            TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+            update_slot([&](shmem::WorkerSlot &s) {
+                s.applied_lsn = commit->end_lsn;
+                s.received_lsn = received_lsn_;
+                s.last_commit_time = commit->commit_time;
+                s.last_message_time = now;
+                s.applied_transactions++;
+            });
+        }
+    }
+
+    void maybe_feedback(PGconn *conn, apply::Applier &applier, TimestampTz &last, bool force) {
+        TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+        if (!force && !TimestampDifferenceExceeds(last, now, kFeedbackIntervalMs)) return;
+        send_feedback(conn, applier);
+        last = now;
+    }
+
+    void send_feedback(PGconn *conn, apply::Applier &applier) {
+        // Flushes local WAL up to the last applied commit first: only then
+        // may the peer forget those changes.
+        uint64_t flushed = pg::call([] { return replorigin_session_get_progress(true); });
+        bool idle = !applier.in_transaction();
+        if (idle) flushed = std::max(flushed, received_lsn_);
+        TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+        std::string msg = walstream::standby_status(received_lsn_, flushed, flushed, now, false);
+        if (PQputCopyData(conn, msg.data(), static_cast<int>(msg.size())) <= 0 || PQflush(conn))
+            throw pg::Error(
+                ERRCODE_CONNECTION_FAILURE,
+                std::string("could not send feedback to peer: ") + PQerrorMessage(conn));
+    }
+
+    Oid dboid_;
+    uint64_t peer_id_;
+    shmem::WorkerSlot *slot_ = nullptr;
+    uint64_t received_lsn_ = 0;
+};
+
+}  // namespace
+
+void apply_main(Oid dboid, uint64_t peer_node_id) {
+    pg::call([&] { BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0); });
+    ApplyWorker worker(dboid, peer_node_id);
+    worker.run();
+    current_applier = nullptr;
+}
+
+}  // namespace pgmesh::workers

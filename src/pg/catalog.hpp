@@ -1,0 +1,41 @@
+// pgmesh's catalogs (pgmesh.node, pgmesh.local_node) and the names derived
+// from node ids (slots, origins).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pgmesh::catalog {
+
+struct Node {
+    uint64_t id = 0;
+    std::string name;
+    std::string dsn;
+    std::string state;
+    bool is_local = false;
+};
+
+struct Nodes {
+    std::vector<Node> all;
+    std::optional<uint64_t> local_id;
+
+    const Node *find(uint64_t id) const;
+    const Node *local() const { return local_id ? find(*local_id) : nullptr; }
+};
+
+// Reads the node catalog with SPI. Needs an open transaction; throws
+// pg::Error (e.g. when the extension is not installed).
+Nodes read_nodes();
+
+// Whether this database has the extension installed (catalog lookup).
+bool extension_installed();
+
+// Slot on `provider` that `subscriber` streams from.
+std::string slot_name(uint64_t provider, uint64_t subscriber);
+// Replication origin on a node for changes that came from `provider`.
+std::string origin_name(uint64_t provider);
+std::string hex_id(uint64_t id);
+
+}  // namespace pgmesh::catalog

@@ -1,0 +1,228 @@
+// Supervisor and per-database manager workers.
+//
+// The supervisor connects to no database. At start it launches a manager in
+// every connectable database once (a manager finding no pgmesh node exits);
+// afterwards it keeps a manager running in every database marked as a node in
+// shared memory (create_group/join_group mark theirs at commit).
+//
+// The manager reads pgmesh.node every second (and when woken), keeps one
+// apply worker per peer and restarts a stopped one with exponential backoff
+// (1 s doubling to 60 s; reset after a worker ran for a minute).
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+
+#include "catalog.hpp"
+#include "guard.hpp"
+#include "shmem.hpp"
+#include "workers.hpp"
+
+namespace pgmesh::workers {
+
+namespace {
+
+constexpr long kSupervisorNaptimeMs = 2000;
+constexpr long kManagerNaptimeMs = 1000;
+constexpr int kMaxBackoffSeconds = 60;
+
+struct Launched {
+    BackgroundWorkerHandle *handle = nullptr;  // palloc'd by PostgreSQL
+    TimestampTz started_at = 0;
+    TimestampTz next_start = 0;
+    int failures = 0;
+};
+
+BackgroundWorker worker_template(const char *function, const std::string &name, const char *type) {
+    BackgroundWorker w{};
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    w.bgw_restart_time = BGW_NEVER_RESTART;
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "pgmesh");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "%s", function);
+    snprintf(w.bgw_name, BGW_MAXLEN, "%s", name.c_str());
+    snprintf(w.bgw_type, BGW_MAXLEN, "%s", type);
+    w.bgw_notify_pid = MyProcPid;
+    return w;
+}
+
+// Starts (or keeps) a worker according to its backoff. Returns whether one
+// is running or pending.
+bool keep_running(Launched &l, BackgroundWorker &w) {
+    TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+    if (l.handle) {
+        pid_t pid = 0;
+        BgwHandleStatus status = pg::call([&] { return GetBackgroundWorkerPid(l.handle, &pid); });
+        if (status == BGWH_STARTED || status == BGWH_NOT_YET_STARTED) return true;
+        // Stopped: back off unless it had been running for a while.
+        bool long_lived = TimestampDifferenceExceeds(l.started_at, now, 60 * 1000);
+        l.failures = long_lived ? 0 : std::min(l.failures + 1, 16);
+        int delay_s = std::min(kMaxBackoffSeconds, 1 << std::min(l.failures, 6));
+        l.next_start = TimestampTzPlusMilliseconds(now, delay_s * 1000L);
+        pg::call([&] { pfree(l.handle); });
+        l.handle = nullptr;
+    }
+    if (now < l.next_start) return false;
+    BackgroundWorkerHandle *handle = nullptr;
+    bool ok = pg::call([&] { return RegisterDynamicBackgroundWorker(&w, &handle); });
+    if (!ok) {
+        pg::call([&] {
+            ereport(WARNING, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                              errmsg("pgmesh could not start worker \"%s\"", w.bgw_name),
+                              errhint("Raise max_worker_processes.")));
+        });
+        l.next_start = TimestampTzPlusMilliseconds(now, 5000);
+        return false;
+    }
+    l.handle = handle;
+    l.started_at = now;
+    return true;
+}
+
+void wait_latch(long timeout_ms) {
+    pg::call([&] {
+        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms,
+                           PG_WAIT_EXTENSION);
+        if (rc & WL_LATCH_SET) ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+}
+
+std::vector<std::pair<Oid, std::string>> connectable_databases() {
+    std::vector<std::pair<Oid, std::string>> dbs;
+    pg::call([&] {
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        Relation rel = table_open(DatabaseRelationId, AccessShareLock);
+        TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+        HeapTuple tup;
+        while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
+            auto *db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tup));
+            if (db->datallowconn && !db->datistemplate)
+                dbs.emplace_back(db->oid, NameStr(db->datname));
+        }
+        table_endscan(scan);
+        table_close(rel, AccessShareLock);
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+    });
+    return dbs;
+}
+
+void clear_manager_slot(int, Datum arg) {
+    Oid dboid = DatumGetObjectId(arg);
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    if (shmem::DatabaseSlot *d = shmem::database_slot(dboid, false);
+        d && d->manager_pid == MyProcPid) {
+        d->manager_pid = 0;
+        d->manager_proc = nullptr;
+    }
+    LWLockRelease(shmem::state().lock);
+}
+
+void set_is_node(Oid dboid, bool is_node) {
+    pg::call([&] {
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        if (shmem::DatabaseSlot *d = shmem::database_slot(dboid, is_node)) d->is_node = is_node;
+        LWLockRelease(shmem::state().lock);
+    });
+}
+
+}  // namespace
+
+void register_supervisor() {
+    BackgroundWorker w =
+        worker_template("pgmesh_supervisor_main", "pgmesh supervisor", "pgmesh supervisor");
+    w.bgw_restart_time = 5;
+    w.bgw_notify_pid = 0;
+    RegisterBackgroundWorker(&w);
+}
+
+void request_manager(Oid dboid) {
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    if (shmem::DatabaseSlot *d = shmem::database_slot(dboid, true)) d->is_node = true;
+    PGPROC *supervisor = shmem::state().supervisor_proc;
+    LWLockRelease(shmem::state().lock);
+    if (supervisor) SetLatch(&supervisor->procLatch);
+}
+
+void supervisor_main() {
+    pg::call([] {
+        BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        shmem::state().supervisor_proc = MyProc;
+        LWLockRelease(shmem::state().lock);
+    });
+    std::map<Oid, Launched> managers;
+    std::set<Oid> probed;  // databases whose first manager we started
+    for (;;) {
+        for (const auto &[dboid, name] : connectable_databases()) {
+            bool is_node = pg::call([&] {
+                LWLockAcquire(shmem::state().lock, LW_SHARED);
+                shmem::DatabaseSlot *d = shmem::database_slot(dboid, false);
+                bool result = d && d->is_node;
+                LWLockRelease(shmem::state().lock);
+                return result;
+            });
+            Launched &l = managers[dboid];
+            if (!is_node && probed.count(dboid)) continue;
+            if (!is_node && l.handle) continue;  // the probe is still running
+            probed.insert(dboid);
+            BackgroundWorker w =
+                worker_template("pgmesh_manager_main", "pgmesh manager " + name, "pgmesh manager");
+            w.bgw_main_arg = ObjectIdGetDatum(dboid);
+            keep_running(l, w);
+        }
+        wait_latch(kSupervisorNaptimeMs);
+    }
+}
+
+void manager_main(Oid dboid) {
+    pg::call([&] {
+        BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+        before_shmem_exit(clear_manager_slot, ObjectIdGetDatum(dboid));
+    });
+    std::map<uint64_t, Launched> appliers;
+    for (;;) {
+        pg::call([] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+        });
+        bool installed = catalog::extension_installed();
+        catalog::Nodes nodes;
+        if (installed) nodes = catalog::read_nodes();
+        pg::call([] { CommitTransactionCommand(); });
+        if (!installed || !nodes.local_id) {
+            // Not (or no longer) a pgmesh node: nothing to manage.
+            set_is_node(dboid, false);
+            for (auto &[peer, l] : appliers)
+                if (l.handle) pg::call([&] { TerminateBackgroundWorker(l.handle); });
+            return;
+        }
+        pg::call([&] {
+            LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+            if (shmem::DatabaseSlot *d = shmem::database_slot(dboid, true)) {
+                d->is_node = true;
+                d->manager_pid = MyProcPid;
+                d->manager_proc = MyProc;
+            }
+            LWLockRelease(shmem::state().lock);
+        });
+        for (const catalog::Node &peer : nodes.all) {
+            if (peer.is_local) continue;
+            Launched &l = appliers[peer.id];
+            if (peer.state == "parted") {
+                if (l.handle) pg::call([&] { TerminateBackgroundWorker(l.handle); });
+                continue;
+            }
+            BackgroundWorker w = worker_template("pgmesh_apply_main",
+                                                 "pgmesh apply from " + peer.name, "pgmesh apply");
+            w.bgw_main_arg = ObjectIdGetDatum(dboid);
+            memcpy(w.bgw_extra, &peer.id, sizeof peer.id);
+            keep_running(l, w);
+        }
+        wait_latch(kManagerNaptimeMs);
+    }
+}
+
+}  // namespace pgmesh::workers

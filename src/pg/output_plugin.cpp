@@ -1,0 +1,420 @@
+// Output plugin "pgmesh": decodes this node's own changes into the pgmesh
+// protocol (src/core/protocol.hpp, docs/protocol.md).
+//
+// Loop prevention: filter_by_origin drops every change that carries a
+// replication origin, i.e. everything an apply worker wrote. In a full mesh
+// each node therefore receives each peer's own changes directly from it.
+//
+// BEGIN is sent lazily with the first replicated change, so transactions that
+// touch nothing replicated cost the subscriber nothing.
+//
+// The callbacks below keep no C++ objects with destructors on their stack
+// (state lives in PluginState), so PostgreSQL errors may longjmp through them
+// as through C; pg::entry keeps C++ exceptions from escaping into PostgreSQL.
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "catalog.hpp"
+#include "guard.hpp"
+#include "layout.hpp"
+#include "protocol.hpp"
+
+namespace pgmesh::output {
+
+namespace {
+
+namespace proto = pgmesh::proto;
+
+struct ColumnOut {
+    AttrNumber attnum;
+    Oid type_oid;
+    bool binary;
+    bool varlena;
+    FmgrInfo out_func;  // typsend when binary, else typoutput
+};
+
+struct RelationOut {
+    bool replicated = false;
+    bool described = false;  // RELATION sent on this stream since the last change
+    bool columns_ready = false;
+    std::vector<ColumnOut> columns;
+};
+
+struct PluginState {
+    MemoryContext change_context = nullptr;
+    uint64_t local_node_id = 0;
+    bool binary_allowed = false;
+    bool begin_sent = false;
+    std::unordered_map<Oid, RelationOut> relations;
+    proto::Encoder encoder;
+};
+
+// The relcache invalidation callback has no argument for our state; there is
+// one decoding context per walsender process.
+PluginState *current_state = nullptr;
+
+void invalidate_relation(Datum, Oid relid) {
+    if (!current_state) return;
+    if (!OidIsValid(relid)) {
+        current_state->relations.clear();
+        return;
+    }
+    current_state->relations.erase(relid);
+}
+
+PluginState &state_of(LogicalDecodingContext *ctx) {
+    return *static_cast<PluginState *>(ctx->output_plugin_private);
+}
+
+bool type_is_builtin(Oid type_oid) {
+    if (type_oid >= FirstNormalObjectId) return false;
+    Oid element = get_element_type(type_oid);
+    return !OidIsValid(element) || element < FirstNormalObjectId;
+}
+
+// Tables whose changes leave this node: ordinary permanent tables, except
+// pgmesh's node-local catalogs.
+bool is_replicated(Relation rel) {
+    if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT) return false;
+    if (rel->rd_rel->relkind != RELKIND_RELATION) return false;
+    Oid pgmesh_ns = get_namespace_oid("pgmesh", true);
+    if (RelationGetNamespace(rel) == pgmesh_ns)
+        return strcmp(RelationGetRelationName(rel), "node") == 0;
+    return true;
+}
+
+void prepare_columns(PluginState &st, RelationOut &out, Relation rel) {
+    TupleDesc desc = RelationGetDescr(rel);
+    out.columns.clear();
+    for (int i = 0; i < desc->natts; i++) {
+        Form_pg_attribute att = TupleDescAttr(desc, i);
+        if (att->attisdropped || att->attgenerated) continue;
+        ColumnOut col{};
+        col.attnum = att->attnum;
+        col.type_oid = att->atttypid;
+        col.binary = st.binary_allowed && type_is_builtin(att->atttypid);
+        Oid func = InvalidOid;
+        if (col.binary)
+            getTypeBinaryOutputInfo(att->atttypid, &func, &col.varlena);
+        else
+            getTypeOutputInfo(att->atttypid, &func, &col.varlena);
+        fmgr_info_cxt(func, &col.out_func, CacheMemoryContext);
+        out.columns.push_back(col);
+    }
+    out.columns_ready = true;
+}
+
+RelationOut &relation_out(PluginState &st, Relation rel) {
+    RelationOut &out = st.relations[RelationGetRelid(rel)];
+    if (!out.columns_ready) {
+        out.replicated = is_replicated(rel);
+        if (out.replicated) prepare_columns(st, out, rel);
+        out.columns_ready = true;
+    }
+    return out;
+}
+
+void write_message(LogicalDecodingContext *ctx, PluginState &st, bool last) {
+    OutputPluginPrepareWrite(ctx, last);
+    auto bytes = st.encoder.bytes();
+    appendBinaryStringInfo(ctx->out, reinterpret_cast<const char *>(bytes.data()),
+                           static_cast<int>(bytes.size()));
+    OutputPluginWrite(ctx, last);
+    st.encoder.clear();
+}
+
+void send_begin_once(LogicalDecodingContext *ctx, PluginState &st, ReorderBufferTXN *txn) {
+    if (st.begin_sent) return;
+    st.encoder.begin(
+        proto::Begin{st.local_node_id, txn->xid, txn->final_lsn, txn->xact_time.commit_time});
+    write_message(ctx, st, true);
+    st.begin_sent = true;
+}
+
+void send_relation_once(LogicalDecodingContext *ctx, PluginState &st, RelationOut &out,
+                        Relation rel) {
+    if (out.described) return;
+    TupleDesc desc = RelationGetDescr(rel);
+    Bitmapset *key_attrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
+    proto::Relation msg;
+    msg.relid = RelationGetRelid(rel);
+    msg.schema = get_namespace_name(RelationGetNamespace(rel));
+    msg.name = RelationGetRelationName(rel);
+    for (const ColumnOut &col : out.columns) {
+        Form_pg_attribute att = TupleDescAttr(desc, col.attnum - 1);
+        msg.columns.push_back(proto::Column{
+            NameStr(att->attname), att->atttypid,
+            format_type_extended(att->atttypid, att->atttypmod,
+                                 FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY),
+            att->atttypmod,
+            bms_is_member(att->attnum - FirstLowInvalidHeapAttributeNumber, key_attrs)});
+    }
+    st.encoder.relation(msg);
+    write_message(ctx, st, true);
+    out.described = true;
+}
+
+// Appends natts values of `tuple` (only key columns when keys_only).
+void encode_tuple(PluginState &st, const RelationOut &out, Relation rel, HeapTuple tuple,
+                  bool keys_only, Bitmapset *key_attrs) {
+    TupleDesc desc = RelationGetDescr(rel);
+    for (const ColumnOut &col : out.columns) {
+        if (keys_only &&
+            !bms_is_member(col.attnum - FirstLowInvalidHeapAttributeNumber, key_attrs)) {
+            st.encoder.value(proto::ValueKind::kNull);
+            continue;
+        }
+        bool isnull = false;
+        Datum value = heap_getattr(tuple, col.attnum, desc, &isnull);
+        if (isnull) {
+            st.encoder.value(proto::ValueKind::kNull);
+            continue;
+        }
+        if (col.varlena && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value))) {
+            // A TOASTed value the UPDATE did not change: decoding has no
+            // copy of it; the subscriber keeps its own.
+            st.encoder.value(proto::ValueKind::kUnchanged);
+            continue;
+        }
+        if (col.varlena) value = PointerGetDatum(PG_DETOAST_DATUM(value));
+        if (col.binary) {
+            bytea *bytes = SendFunctionCall(const_cast<FmgrInfo *>(&col.out_func), value);
+            st.encoder.value(proto::ValueKind::kBinary,
+                             std::string_view(VARDATA(bytes), VARSIZE(bytes) - VARHDRSZ));
+        } else {
+            char *text = OutputFunctionCall(const_cast<FmgrInfo *>(&col.out_func), value);
+            st.encoder.value(proto::ValueKind::kText, std::string_view(text));
+        }
+    }
+}
+
+const char *option_string(DefElem *elem) {
+    if (elem->arg == nullptr || !IsA(elem->arg, String))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("pgmesh output plugin option \"%s\" needs a value", elem->defname)));
+    return strVal(elem->arg);
+}
+
+void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool is_init) {
+    auto owned = std::make_unique<PluginState>();
+    PluginState &st = *owned;
+    options->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
+    options->receive_rewrites = false;
+    st.change_context =
+        AllocSetContextCreate(ctx->context, "pgmesh change", ALLOCSET_DEFAULT_SIZES);
+    ctx->output_plugin_private = owned.release();
+    current_state = &st;
+    static bool callback_registered = false;
+    if (!callback_registered) {
+        CacheRegisterRelcacheCallback(invalidate_relation, (Datum)0);
+        callback_registered = true;
+    }
+    if (is_init) return;  // slot creation: no options, nothing decoded yet
+
+    bool version_given = false;
+    ListCell *lc;
+    foreach (lc, ctx->output_plugin_options) {
+        DefElem *elem = lfirst_node(DefElem, lc);
+        const char *value = option_string(elem);
+        if (strcmp(elem->defname, "proto_version") == 0) {
+            if (strcmp(value, std::to_string(proto::kProtocolVersion).c_str()) != 0)
+                ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                                errmsg("pgmesh protocol version %s is not supported", value),
+                                errdetail("This node speaks protocol version %u.",
+                                          proto::kProtocolVersion),
+                                errhint("Run the same pgmesh version on every node.")));
+            version_given = true;
+        } else if (strcmp(elem->defname, "binary_layout") == 0) {
+            st.binary_allowed = binary_layout() == value;
+        } else if (strcmp(elem->defname, "encoding") == 0) {
+            if (strcmp(value, GetDatabaseEncodingName()) != 0)
+                ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                                errmsg("peer database encoding %s differs from this node's %s",
+                                       value, GetDatabaseEncodingName()),
+                                errhint("Create every node's database with the same encoding.")));
+        } else if (strcmp(elem->defname, "subscriber_node_id") == 0) {
+            // Informational: the slot name already ties it to the subscriber.
+        } else {
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("unknown pgmesh output plugin option \"%s\"", elem->defname)));
+        }
+    }
+    if (!version_given)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("pgmesh output plugin needs option proto_version")));
+}
+
+}  // namespace
+
+// The C++ side of each callback; the extern "C" shims below call these
+// through pg::entry.
+void startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool is_init) {
+    on_startup(ctx, options, is_init);
+    if (is_init) return;
+    bool started = !IsTransactionState();
+    if (started) StartTransactionCommand();
+    catalog::Nodes nodes = catalog::read_nodes();
+    if (started) CommitTransactionCommand();
+    if (!nodes.local_id)
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "this database is not a pgmesh node", {},
+                        "Run pgmesh.create_group() or pgmesh.join_group() first.");
+    state_of(ctx).local_node_id = *nodes.local_id;
+}
+
+void shutdown(LogicalDecodingContext *ctx) {
+    std::unique_ptr<PluginState> owned(static_cast<PluginState *>(ctx->output_plugin_private));
+    ctx->output_plugin_private = nullptr;
+    if (current_state == owned.get()) current_state = nullptr;
+}
+
+void begin(LogicalDecodingContext *ctx, ReorderBufferTXN *) {
+    state_of(ctx).begin_sent = false;
+}
+
+void commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn) {
+    PluginState &st = state_of(ctx);
+    OutputPluginUpdateProgress(ctx, !st.begin_sent);
+    if (!st.begin_sent) return;
+    st.encoder.commit(proto::Commit{commit_lsn, txn->end_lsn, txn->xact_time.commit_time});
+    write_message(ctx, st, true);
+    st.begin_sent = false;
+}
+
+void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
+            ReorderBufferChange *change) {
+    PluginState &st = state_of(ctx);
+    RelationOut &out = relation_out(st, rel);
+    if (!out.replicated) return;
+    MemoryContext old = MemoryContextSwitchTo(st.change_context);
+    send_begin_once(ctx, st, txn);
+    send_relation_once(ctx, st, out, rel);
+    auto natts = static_cast<uint16_t>(out.columns.size());
+    Oid relid = RelationGetRelid(rel);
+    Bitmapset *key_attrs = nullptr;
+    switch (change->action) {
+        case REORDER_BUFFER_CHANGE_INSERT:
+            st.encoder.start_insert(relid, natts);
+            encode_tuple(st, out, rel, &change->data.tp.newtuple->tuple, false, nullptr);
+            break;
+        case REORDER_BUFFER_CHANGE_UPDATE: {
+            ReorderBufferTupleBuf *old_tuple = change->data.tp.oldtuple;
+            if (old_tuple) {
+                key_attrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
+                st.encoder.start_update(relid, natts);
+                encode_tuple(st, out, rel, &old_tuple->tuple, true, key_attrs);
+            } else {
+                st.encoder.start_update(relid, std::nullopt);
+            }
+            st.encoder.start_tuple(natts);
+            encode_tuple(st, out, rel, &change->data.tp.newtuple->tuple, false, nullptr);
+            break;
+        }
+        case REORDER_BUFFER_CHANGE_DELETE:
+            if (!change->data.tp.oldtuple) {
+                // No replica identity: the ExecutorStart hook refuses such
+                // deletes, so this is a table that lost its key meanwhile.
+                ereport(WARNING, (errmsg("pgmesh cannot replicate a DELETE on \"%s\", which "
+                                         "has no primary key",
+                                         RelationGetRelationName(rel))));
+                MemoryContextSwitchTo(old);
+                return;
+            }
+            key_attrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
+            st.encoder.start_delete(relid, natts);
+            encode_tuple(st, out, rel, &change->data.tp.oldtuple->tuple, true, key_attrs);
+            break;
+        default:
+            MemoryContextSwitchTo(old);
+            return;
+    }
+    write_message(ctx, st, true);
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(st.change_context);
+}
+
+void truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations,
+              Relation relations[], ReorderBufferChange *change) {
+    PluginState &st = state_of(ctx);
+    proto::Truncate msg;
+    MemoryContext old = MemoryContextSwitchTo(st.change_context);
+    for (int i = 0; i < nrelations; i++) {
+        RelationOut &out = relation_out(st, relations[i]);
+        if (!out.replicated) continue;
+        send_begin_once(ctx, st, txn);
+        send_relation_once(ctx, st, out, relations[i]);
+        msg.relids.push_back(RelationGetRelid(relations[i]));
+    }
+    if (!msg.relids.empty()) {
+        msg.cascade = change->data.truncate.cascade;
+        msg.restart_identity = change->data.truncate.restart_seqs;
+        st.encoder.truncate(msg);
+        write_message(ctx, st, true);
+    }
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(st.change_context);
+}
+
+void message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr, bool transactional,
+             const char *prefix, Size size, const char *content) {
+    if (strncmp(prefix, "pgmesh", 6) != 0) return;
+    PluginState &st = state_of(ctx);
+    if (transactional) send_begin_once(ctx, st, txn);
+    st.encoder.message(proto::Message{transactional, prefix, std::string(content, size)});
+    write_message(ctx, st, true);
+}
+
+bool filter_by_origin(LogicalDecodingContext *, RepOriginId origin_id) {
+    return origin_id != InvalidRepOriginId;
+}
+
+}  // namespace pgmesh::output
+
+extern "C" {
+
+PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+static void pgmesh_startup_cb(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool init) {
+    pgmesh::pg::entry([&] { pgmesh::output::startup(ctx, opt, init); });
+}
+static void pgmesh_shutdown_cb(LogicalDecodingContext *ctx) {
+    pgmesh::pg::entry([&] { pgmesh::output::shutdown(ctx); });
+}
+static void pgmesh_begin_cb(LogicalDecodingContext *ctx, ReorderBufferTXN *txn) {
+    pgmesh::pg::entry([&] { pgmesh::output::begin(ctx, txn); });
+}
+static void pgmesh_commit_cb(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr lsn) {
+    pgmesh::pg::entry([&] { pgmesh::output::commit(ctx, txn, lsn); });
+}
+static void pgmesh_change_cb(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
+                             ReorderBufferChange *change) {
+    pgmesh::pg::entry([&] { pgmesh::output::change(ctx, txn, rel, change); });
+}
+static void pgmesh_truncate_cb(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int n,
+                               Relation rels[], ReorderBufferChange *change) {
+    pgmesh::pg::entry([&] { pgmesh::output::truncate(ctx, txn, n, rels, change); });
+}
+static void pgmesh_message_cb(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr lsn,
+                              bool transactional, const char *prefix, Size size,
+                              const char *content) {
+    pgmesh::pg::entry(
+        [&] { pgmesh::output::message(ctx, txn, lsn, transactional, prefix, size, content); });
+}
+static bool pgmesh_filter_by_origin_cb(LogicalDecodingContext *ctx, RepOriginId origin_id) {
+    return pgmesh::output::filter_by_origin(ctx, origin_id);
+}
+
+void _PG_output_plugin_init(OutputPluginCallbacks *cb) {
+    cb->startup_cb = pgmesh_startup_cb;
+    cb->begin_cb = pgmesh_begin_cb;
+    cb->change_cb = pgmesh_change_cb;
+    cb->truncate_cb = pgmesh_truncate_cb;
+    cb->commit_cb = pgmesh_commit_cb;
+    cb->message_cb = pgmesh_message_cb;
+    cb->filter_by_origin_cb = pgmesh_filter_by_origin_cb;
+    cb->shutdown_cb = pgmesh_shutdown_cb;
+}
+
+}  // extern "C"

@@ -1,0 +1,94 @@
+// The one place the pg adapter includes PostgreSQL's headers, and the compat
+// layer for version differences (15 is what we build and test on; 16-18 are
+// where users are going). Only files under src/pg include this.
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "catalog/catalog.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_replication_origin.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "libpq-fe.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/logical.h"
+#include "replication/origin.h"
+#include "replication/output_plugin.h"
+#include "replication/slot.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+#include "common/string.h"
+#include "port.h"
+#include "storage/fd.h"
+#include "commands/tablecmds.h"
+#include "parser/parsetree.h"
+#include "access/commit_ts.h"
+#include "utils/varlena.h"
+}
+
+// PostgreSQL defines these as macros; they collide with the C++ library.
+#ifdef gettext
+#undef gettext
+#endif
+#ifdef dgettext
+#undef dgettext
+#endif
+#ifdef ngettext
+#undef ngettext
+#endif
+#ifdef dngettext
+#undef dngettext
+#endif
+
+// c.h checks variable types with a C-only builtin; C++ gets a size check.
+#undef AssertVariableIsOfType
+#define AssertVariableIsOfType(varname, typename) \
+    static_assert(sizeof(varname) == sizeof(typename), #varname " has the wrong type")
+#undef AssertVariableIsOfTypeMacro
+#define AssertVariableIsOfTypeMacro(varname, typename) ((void)sizeof(varname))
+
+#if PG_VERSION_NUM < 150000
+#error "pgmesh needs PostgreSQL 15 or later"
+#endif

@@ -1,0 +1,61 @@
+// Shared memory of pgmesh: one slot per apply worker (what pgmesh.status
+// shows) and one per database (its manager and the pause switch). Plain C
+// layout: every backend maps it at the same address; guarded by one LWLock.
+#pragma once
+
+#include <cstdint>
+
+#include "postgres_headers.hpp"
+
+namespace pgmesh::shmem {
+
+inline constexpr int kErrorLength = 512;
+
+struct WorkerSlot {
+    bool in_use;
+    Oid dboid;
+    uint64_t peer_node_id;
+    pid_t pid;  // 0 while no worker runs for this peer
+    PGPROC *proc;
+    bool connected;
+    uint64_t received_lsn;         // peer's WAL position last reported to us
+    uint64_t applied_lsn;          // end of the last applied remote commit
+    TimestampTz last_commit_time;  // origin commit time of that transaction
+    TimestampTz last_message_time;
+    uint64_t applied_transactions;
+    uint64_t conflicts;
+    char last_error[kErrorLength];
+};
+
+struct DatabaseSlot {
+    bool in_use;
+    Oid dboid;
+    pid_t manager_pid;
+    PGPROC *manager_proc;
+    bool apply_paused;
+    bool is_node;  // the database has a pgmesh node: keep a manager running
+};
+
+struct State {
+    LWLock *lock;
+    int nworkers;
+    int ndatabases;
+    PGPROC *supervisor_proc;
+    // WorkerSlot workers[nworkers] then DatabaseSlot databases[ndatabases]
+};
+
+void request();  // from _PG_init: reserve space and the lock
+State &state();  // attach (idempotent) and return
+WorkerSlot *workers();
+DatabaseSlot *databases();
+
+// Finds or claims the slot for (db, peer); nullptr when all are taken.
+// Caller holds the lock exclusively.
+WorkerSlot *worker_slot(Oid dboid, uint64_t peer_node_id, bool create);
+DatabaseSlot *database_slot(Oid dboid, bool create);
+
+// Wakes the manager and apply workers of a database (after catalog or pause
+// changes).
+void wake_database(Oid dboid);
+
+}  // namespace pgmesh::shmem

@@ -1,0 +1,119 @@
+// SQL-callable functions of the pgmesh schema: thin C shims that read the
+// arguments and call C++ through pg::entry.
+#include <string>
+
+#include "guard.hpp"
+#include "node_admin.hpp"
+#include "remote.hpp"
+#include "shmem.hpp"
+
+namespace {
+
+std::string text_arg(FunctionCallInfo fcinfo, int n, const char *name) {
+    if (PG_ARGISNULL(n))
+        throw pgmesh::pg::Error(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                                std::string(name) + " must not be NULL");
+    return pgmesh::pg::call(
+        [&] { return static_cast<const char *>(text_to_cstring(PG_GETARG_TEXT_PP(n))); });
+}
+
+int timeout_arg(FunctionCallInfo fcinfo) {
+    int timeout = PG_ARGISNULL(0) ? 60 : PG_GETARG_INT32(0);
+    if (timeout < 0)
+        throw pgmesh::pg::Error(ERRCODE_INVALID_PARAMETER_VALUE, "timeout must not be negative");
+    return timeout;
+}
+
+}  // namespace
+
+extern "C" {
+
+PG_FUNCTION_INFO_V1(pgmesh_create_group);
+PG_FUNCTION_INFO_V1(pgmesh_join_group);
+PG_FUNCTION_INFO_V1(pgmesh_wait_for_ready);
+PG_FUNCTION_INFO_V1(pgmesh_wait_for_sync);
+PG_FUNCTION_INFO_V1(pgmesh_pause_apply);
+PG_FUNCTION_INFO_V1(pgmesh_resume_apply);
+PG_FUNCTION_INFO_V1(pgmesh_worker_status);
+PG_FUNCTION_INFO_V1(pgmesh_mask_dsn);
+
+Datum pgmesh_create_group(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        auto id = pgmesh::node_admin::create_group(text_arg(fcinfo, 0, "node_name"),
+                                                   text_arg(fcinfo, 1, "node_dsn"));
+        return Int64GetDatum(static_cast<int64>(id));
+    });
+}
+
+Datum pgmesh_join_group(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        auto id = pgmesh::node_admin::join_group(text_arg(fcinfo, 0, "node_name"),
+                                                 text_arg(fcinfo, 1, "node_dsn"),
+                                                 text_arg(fcinfo, 2, "join_using_dsn"));
+        return Int64GetDatum(static_cast<int64>(id));
+    });
+}
+
+Datum pgmesh_wait_for_ready(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry(
+        [&] { return BoolGetDatum(pgmesh::node_admin::wait_for_ready(timeout_arg(fcinfo))); });
+}
+
+Datum pgmesh_wait_for_sync(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry(
+        [&] { return BoolGetDatum(pgmesh::node_admin::wait_for_sync(timeout_arg(fcinfo))); });
+}
+
+Datum pgmesh_pause_apply(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        pgmesh::node_admin::set_apply_paused(true);
+        return (Datum)0;
+    });
+}
+
+Datum pgmesh_resume_apply(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        pgmesh::node_admin::set_apply_paused(false);
+        return (Datum)0;
+    });
+}
+
+Datum pgmesh_mask_dsn(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        std::string masked = pgmesh::remote::mask_dsn(text_arg(fcinfo, 0, "dsn"));
+        return pgmesh::pg::call([&] { return PointerGetDatum(cstring_to_text(masked.c_str())); });
+    });
+}
+
+// Rows of shared memory for this database; plain C: no C++ objects here.
+Datum pgmesh_worker_status(PG_FUNCTION_ARGS) {
+    using pgmesh::shmem::WorkerSlot;
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+    LWLockAcquire(pgmesh::shmem::state().lock, LW_SHARED);
+    for (int i = 0; i < pgmesh::shmem::state().nworkers; i++) {
+        WorkerSlot *w = &pgmesh::shmem::workers()[i];
+        if (!w->in_use || w->dboid != MyDatabaseId) continue;
+        Datum values[10];
+        bool nulls[10] = {false};
+        values[0] = Int64GetDatum(static_cast<int64>(w->peer_node_id));
+        values[1] = BoolGetDatum(w->connected && w->pid != 0);
+        values[2] = Int32GetDatum(w->pid);
+        nulls[2] = w->pid == 0;
+        values[3] = LSNGetDatum(w->received_lsn);
+        values[4] = LSNGetDatum(w->applied_lsn);
+        values[5] = TimestampTzGetDatum(w->last_commit_time);
+        nulls[5] = w->last_commit_time == 0;
+        values[6] = TimestampTzGetDatum(w->last_message_time);
+        nulls[6] = w->last_message_time == 0;
+        values[7] = Int64GetDatum(static_cast<int64>(w->applied_transactions));
+        values[8] = Int64GetDatum(static_cast<int64>(w->conflicts));
+        values[9] = PointerGetDatum(cstring_to_text(w->last_error));
+        nulls[9] = w->last_error[0] == '\0';
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    LWLockRelease(pgmesh::shmem::state().lock);
+    return (Datum)0;
+}
+
+}  // extern "C"
