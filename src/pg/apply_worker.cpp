@@ -209,7 +209,12 @@ private:
         walstream::Frame frame = walstream::parse_frame(bytes);
         if (auto *ka = std::get_if<walstream::Keepalive>(&frame)) {
             received_lsn_ = std::max(received_lsn_, ka->end_lsn);
-            update_slot([&](shmem::WorkerSlot &s) { s.received_lsn = received_lsn_; });
+            bool idle = !applier.in_transaction();
+            update_slot([&](shmem::WorkerSlot &s) {
+                s.received_lsn = received_lsn_;
+                // Between transactions everything sent so far is applied.
+                if (idle) s.applied_lsn = std::max<uint64_t>(s.applied_lsn, received_lsn_);
+            });
             if (ka->reply_requested) send_feedback(conn, applier);
             return;
         }

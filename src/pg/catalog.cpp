@@ -23,7 +23,7 @@ Nodes read_nodes() {
             "SELECT n.node_id, n.node_name, n.dsn, n.state, l.node_id IS NOT NULL "
             "FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id) "
             "ORDER BY n.node_id",
-            true, 0);
+            false, 0);  // not read-only: a fresh snapshot, for callers that poll
         for (uint64 i = 0; i < SPI_processed; i++) {
             HeapTuple tuple = SPI_tuptable->vals[i];
             TupleDesc desc = SPI_tuptable->tupdesc;
