@@ -236,6 +236,17 @@ RelationMap &Applier::relation(uint32_t remote_relid) {
 
 void Applier::resolve(RelationMap &map) {
     map.columns.assign(map.remote.columns.size(), ColumnMap{});
+    // Marked first: an invalidation while resolving marks it stale again.
+    map.resolved = true;
+    try {
+        lookup_local(map);
+    } catch (...) {
+        map.resolved = false;
+        throw;
+    }
+}
+
+void Applier::lookup_local(RelationMap &map) {
     pg::call([&] {
         RangeVar *rv =
             makeRangeVar(pstrdup(map.remote.schema.c_str()), pstrdup(map.remote.name.c_str()), -1);
@@ -282,7 +293,6 @@ void Applier::resolve(RelationMap &map) {
         map.key_index = RelationGetReplicaIndex(rel);
         table_close(rel, NoLock);
     });
-    map.resolved = true;
 }
 
 void Applier::commit(const proto::Commit &commit) {

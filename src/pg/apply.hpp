@@ -56,6 +56,7 @@ public:
 private:
     RelationMap &relation(uint32_t remote_relid);
     void resolve(RelationMap &map);
+    void lookup_local(RelationMap &map);
 
     std::unordered_map<uint32_t, RelationMap> relations_;
     MemoryContext message_context_;  // reset after every message

@@ -119,7 +119,7 @@ private:
         });
         catalog::Nodes nodes = catalog::read_nodes();
         const catalog::Node *peer = nodes.find(peer_id_);
-        if (!nodes.local_id || !peer || peer->state == "parted") {
+        if (!nodes.local_id || !peer || peer->state != "ready") {
             pg::call([] { CommitTransactionCommand(); });
             return;  // nothing to stream from: the manager will notice
         }

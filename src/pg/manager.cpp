@@ -211,7 +211,9 @@ void manager_main(Oid dboid) {
         for (const catalog::Node &peer : nodes.all) {
             if (peer.is_local) continue;
             Launched &l = appliers[peer.id];
-            if (peer.state == "parted") {
+            // A joining node is not streamed from until its copy is done and
+            // it has its slots for us.
+            if (peer.state != "ready") {
                 if (l.handle) pg::call([&] { TerminateBackgroundWorker(l.handle); });
                 continue;
             }

@@ -55,13 +55,16 @@ struct PluginState {
 // one decoding context per walsender process.
 PluginState *current_state = nullptr;
 
+// Invalidation can arrive in the middle of a callback (any catalog access
+// accepts it) while the callback holds a reference to the entry: entries are
+// only marked stale here, never erased.
 void invalidate_relation(Datum, Oid relid) {
     if (!current_state) return;
-    if (!OidIsValid(relid)) {
-        current_state->relations.clear();
-        return;
+    for (auto &[id, out] : current_state->relations) {
+        if (OidIsValid(relid) && id != relid) continue;
+        out.columns_ready = false;
+        out.described = false;
     }
-    current_state->relations.erase(relid);
 }
 
 PluginState &state_of(LogicalDecodingContext *ctx) {
@@ -103,15 +106,17 @@ void prepare_columns(PluginState &st, RelationOut &out, Relation rel) {
         fmgr_info_cxt(func, &col.out_func, CacheMemoryContext);
         out.columns.push_back(col);
     }
-    out.columns_ready = true;
 }
 
 RelationOut &relation_out(PluginState &st, Relation rel) {
     RelationOut &out = st.relations[RelationGetRelid(rel)];
     if (!out.columns_ready) {
+        // Marked ready first: an invalidation while preparing marks it stale
+        // again, and the next change prepares it anew.
+        out.columns_ready = true;
+        out.described = false;
         out.replicated = is_replicated(rel);
         if (out.replicated) prepare_columns(st, out, rel);
-        out.columns_ready = true;
     }
     return out;
 }
