@@ -42,15 +42,6 @@ void release_worker_slot(int, Datum arg) {
     LWLockRelease(shmem::state().lock);
 }
 
-void wait_latch_only(long timeout_ms) {
-    pg::call([&] {
-        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms,
-                           PG_WAIT_EXTENSION);
-        if (rc & WL_LATCH_SET) ResetLatch(MyLatch);
-        CHECK_FOR_INTERRUPTS();
-    });
-}
-
 class ApplyWorker {
 public:
     ApplyWorker(Oid dboid, uint64_t peer_id) : dboid_(dboid), peer_id_(peer_id) {}
@@ -194,7 +185,7 @@ private:
             if (hold) {
                 // Paused: leave the peer's data unread (TCP pushes back on the
                 // walsender) and keep the connection alive with feedback.
-                wait_latch_only(200);
+                pg::wait_latch(200);
                 continue;
             }
             remote::wait_socket(conn, false, kFeedbackIntervalMs);

@@ -40,4 +40,13 @@ void raise(const PendingError &e) {
     pg_unreachable();
 }
 
+void wait_latch(long timeout_ms) {
+    call([&] {
+        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms,
+                           PG_WAIT_EXTENSION);
+        if (rc & WL_LATCH_SET) ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+}
+
 }  // namespace pgmesh::pg

@@ -117,4 +117,8 @@ auto entry(F &&f) -> decltype(f()) {
     raise(pending);
 }
 
+// Sleeps until the latch is set or timeout_ms pass, then serves interrupts
+// (which may throw pg::Error, e.g. on cancel).
+void wait_latch(long timeout_ms);
+
 }  // namespace pgmesh::pg

@@ -79,15 +79,6 @@ bool keep_running(Launched &l, BackgroundWorker &w) {
     return true;
 }
 
-void wait_latch(long timeout_ms) {
-    pg::call([&] {
-        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms,
-                           PG_WAIT_EXTENSION);
-        if (rc & WL_LATCH_SET) ResetLatch(MyLatch);
-        CHECK_FOR_INTERRUPTS();
-    });
-}
-
 std::vector<std::pair<Oid, std::string>> connectable_databases() {
     std::vector<std::pair<Oid, std::string>> dbs;
     pg::call([&] {
@@ -173,7 +164,7 @@ void supervisor_main() {
             w.bgw_main_arg = ObjectIdGetDatum(dboid);
             keep_running(l, w);
         }
-        wait_latch(kSupervisorNaptimeMs);
+        pg::wait_latch(kSupervisorNaptimeMs);
     }
 }
 
@@ -223,7 +214,7 @@ void manager_main(Oid dboid) {
             memcpy(w.bgw_extra, &peer.id, sizeof peer.id);
             keep_running(l, w);
         }
-        wait_latch(kManagerNaptimeMs);
+        pg::wait_latch(kManagerNaptimeMs);
     }
 }
 

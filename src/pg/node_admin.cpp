@@ -412,12 +412,7 @@ bool wait_until(int timeout_seconds, const std::function<bool()> &done) {
     for (;;) {
         if (done()) return true;
         if (pg::call([&] { return GetCurrentTimestamp() >= deadline; })) return false;
-        pg::call([] {
-            int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
-                               PG_WAIT_EXTENSION);
-            if (rc & WL_LATCH_SET) ResetLatch(MyLatch);
-            CHECK_FOR_INTERRUPTS();
-        });
+        pg::wait_latch(100);
     }
 }
 

@@ -9,8 +9,9 @@
 // touch nothing replicated cost the subscriber nothing.
 //
 // The callbacks below keep no C++ objects with destructors on their stack
-// (state lives in PluginState), so PostgreSQL errors may longjmp through them
-// as through C; pg::entry keeps C++ exceptions from escaping into PostgreSQL.
+// (state, including messages being built, lives in PluginState), so
+// PostgreSQL errors may longjmp through them as through C; pg::entry keeps
+// C++ exceptions from escaping into PostgreSQL.
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -49,6 +50,9 @@ struct PluginState {
     bool begin_sent = false;
     std::unordered_map<Oid, RelationOut> relations;
     proto::Encoder encoder;
+    // Messages under construction live here rather than on callback stacks.
+    proto::Relation relation_scratch;
+    proto::Truncate truncate_scratch;
 };
 
 // The relcache invalidation callback has no argument for our state; there is
@@ -143,18 +147,20 @@ void send_relation_once(LogicalDecodingContext *ctx, PluginState &st, RelationOu
     if (out.described) return;
     TupleDesc desc = RelationGetDescr(rel);
     Bitmapset *key_attrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
-    proto::Relation msg;
+    // The message is built in the state, not on this stack: PostgreSQL
+    // calls below may longjmp past this frame.
+    proto::Relation &msg = st.relation_scratch;
+    msg.columns.clear();
     msg.relid = RelationGetRelid(rel);
     msg.schema = get_namespace_name(RelationGetNamespace(rel));
     msg.name = RelationGetRelationName(rel);
     for (const ColumnOut &col : out.columns) {
         Form_pg_attribute att = TupleDescAttr(desc, col.attnum - 1);
-        msg.columns.push_back(proto::Column{
-            NameStr(att->attname), att->atttypid,
-            format_type_extended(att->atttypid, att->atttypmod,
-                                 FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY),
-            att->atttypmod,
-            bms_is_member(att->attnum - FirstLowInvalidHeapAttributeNumber, key_attrs)});
+        const char *type_name = format_type_extended(
+            att->atttypid, att->atttypmod, FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+        bool is_key = bms_is_member(att->attnum - FirstLowInvalidHeapAttributeNumber, key_attrs);
+        msg.columns.push_back(
+            proto::Column{NameStr(att->attname), att->atttypid, type_name, att->atttypmod, is_key});
     }
     st.encoder.relation(msg);
     write_message(ctx, st, true);
@@ -258,10 +264,10 @@ void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool 
 void startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool is_init) {
     on_startup(ctx, options, is_init);
     if (is_init) return;
-    bool started = !IsTransactionState();
-    if (started) StartTransactionCommand();
+    bool started = pg::call([] { return !IsTransactionState(); });
+    if (started) pg::call([] { StartTransactionCommand(); });
     catalog::Nodes nodes = catalog::read_nodes();
-    if (started) CommitTransactionCommand();
+    if (started) pg::call([] { CommitTransactionCommand(); });
     if (!nodes.local_id)
         throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                         "this database is not a pgmesh node", {},
@@ -343,7 +349,8 @@ void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
 void truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations,
               Relation relations[], ReorderBufferChange *change) {
     PluginState &st = state_of(ctx);
-    proto::Truncate msg;
+    proto::Truncate &msg = st.truncate_scratch;
+    msg.relids.clear();
     MemoryContext old = MemoryContextSwitchTo(st.change_context);
     for (int i = 0; i < nrelations; i++) {
         RelationOut &out = relation_out(st, relations[i]);
