@@ -72,8 +72,7 @@ protected:
         wait_for_sync_all(120);
         for (int origin = 1; origin <= node_count(); origin++) {
             std::string where = " WHERE node = " + std::to_string(origin);
-            std::string at_origin =
-                query_value(origin, "SELECT count(*) FROM events" + where);
+            std::string at_origin = query_value(origin, "SELECT count(*) FROM events" + where);
             EXPECT_EQ(std::stoul(at_origin) >= written.committed[origin].size(), true);
             for (int n = 1; n <= node_count(); n++) {
                 EXPECT_EQ(query_value(n, "SELECT count(*) FROM events" + where), at_origin)
@@ -118,13 +117,15 @@ TEST_F(FaultTest, KilledApplyWorkerResumesExactlyOnce) {
     std::thread w([&] { writer(1, stop, written); });
     std::this_thread::sleep_for(1500ms);
     // SIGKILL of a backend makes the postmaster restart all of node 2.
-    std::string pid = query_value(2, "SELECT worker_pid FROM pgmesh.status "
-                                     "WHERE peer_node_name = 'node1'");
+    std::string pid = query_value(2,
+                                  "SELECT worker_pid FROM pgmesh.status "
+                                  "WHERE peer_node_name = 'node1'");
     kill_child9(2, std::stoi(pid));
     ASSERT_TRUE(wait_until(
         [&] {
-            auto p = query_nullable(2, "SELECT worker_pid FROM pgmesh.status "
-                                       "WHERE peer_node_name = 'node1' AND connected");
+            auto p = query_nullable(2,
+                                    "SELECT worker_pid FROM pgmesh.status "
+                                    "WHERE peer_node_name = 'node1' AND connected");
             return p && *p != pid;
         },
         60s));
@@ -146,9 +147,10 @@ TEST_F(FaultTest, ServerKilledInTheMiddleOfALargeRemoteTransaction) {
     for (int seq = 1; seq <= 300000; seq++) written.committed[1].insert(seq);
     ASSERT_TRUE(wait_until(
         [&] {
-            return query_value(2, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
-                                  "'pgmesh apply' AND query = 'applying remote transaction' "
-                                  "AND state = 'active'") != "0";
+            return query_value(2,
+                               "SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                               "'pgmesh apply' AND query = 'applying remote transaction' "
+                               "AND state = 'active'") != "0";
         },
         60s, 20ms));
     kill9(2);

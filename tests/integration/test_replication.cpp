@@ -60,13 +60,16 @@ TEST_F(ReplicationTest, ConcurrentWritersOnDisjointKeysConverge) {
     }
     EXPECT_TRUE(verify_all());
     // Applied rows carry the origin's commit timestamp, not the local one.
-    EXPECT_EQ(query_value(2, "SELECT count(DISTINCT pg_xact_commit_timestamp(xmin)) "
-                             "FROM items WHERE origin = 'node1' AND id >= 1000300"),
+    EXPECT_EQ(query_value(2,
+                          "SELECT count(DISTINCT pg_xact_commit_timestamp(xmin)) "
+                          "FROM items WHERE origin = 'node1' AND id >= 1000300"),
               "1");
-    EXPECT_EQ(query_value(1, "SELECT pg_xact_commit_timestamp(xmin)::text FROM items "
-                             "WHERE id = 1000300"),
-              query_value(3, "SELECT pg_xact_commit_timestamp(xmin)::text FROM items "
-                             "WHERE id = 1000300"));
+    EXPECT_EQ(query_value(1,
+                          "SELECT pg_xact_commit_timestamp(xmin)::text FROM items "
+                          "WHERE id = 1000300"),
+              query_value(3,
+                          "SELECT pg_xact_commit_timestamp(xmin)::text FROM items "
+                          "WHERE id = 1000300"));
 }
 
 TEST_F(ReplicationTest, BuiltinTypesRoundTripExactly) {
@@ -90,12 +93,12 @@ TEST_F(ReplicationTest, BuiltinTypesRoundTripExactly) {
          "'08:00:2b:01:02:03', B'1011', '(1.5,-2)', '[1,10)', 'a fat cat', "
          "'<doc>x</doc>', '12.34', repeat('toast me ', 20000))");
     exec(2, "INSERT INTO typed (id) VALUES (2)");  // every column NULL
-    exec(3, "INSERT INTO typed (id, f4, f8, n) VALUES (3, 1.17549435e-38, 2.2250738585072014e-308, "
-            "0.000000000000000000000000000001)");
+    exec(3,
+         "INSERT INTO typed (id, f4, f8, n) VALUES (3, 1.17549435e-38, 2.2250738585072014e-308, "
+         "0.000000000000000000000000000001)");
     wait_for_sync_all();
     // Compare the text of every column on every node against node 1.
-    const std::string all_columns =
-        "SELECT row(typed.*)::text FROM typed ORDER BY id";
+    const std::string all_columns = "SELECT row(typed.*)::text FROM typed ORDER BY id";
     pq::Rows expected = query_rows(1, all_columns);
     ASSERT_EQ(expected.size(), 3u);
     for (int n = 2; n <= node_count(); n++) EXPECT_EQ(query_rows(n, all_columns), expected);
@@ -154,8 +157,8 @@ TEST_F(ReplicationTest, TablesWithoutPrimaryKeyTakeInsertsAndRefuseUpdateAndDele
     wait_for_sync(1);
     EXPECT_EQ(query_value(2, "SELECT count(*) FROM log"), "2");
     for (int n = 1; n <= node_count(); n++) {
-        pq::Error upd = expect_error(n, "UPDATE log SET msg = 'x' WHERE at = 1", "55000",
-                                     "has no primary key");
+        pq::Error upd =
+            expect_error(n, "UPDATE log SET msg = 'x' WHERE at = 1", "55000", "has no primary key");
         EXPECT_NE(upd.hint().find("ADD PRIMARY KEY"), std::string::npos) << upd.hint();
         expect_error(n, "DELETE FROM log WHERE at = 2", "55000", "has no primary key");
     }
@@ -186,8 +189,9 @@ TEST_F(ReplicationTest, MillionRowTransactionAppliesWithBoundedMemory) {
     long peak_kb = 0;
     ASSERT_TRUE(wait_until(
         [&] {
-            auto pid = query_nullable(2, "SELECT worker_pid FROM pgmesh.status "
-                                         "WHERE peer_node_name = 'node1'");
+            auto pid = query_nullable(2,
+                                      "SELECT worker_pid FROM pgmesh.status "
+                                      "WHERE peer_node_name = 'node1'");
             if (pid) peak_kb = std::max(peak_kb, apply_worker_rss_kb(std::stoi(*pid), "RssAnon:"));
             return query_value(2, "SELECT count(*) FROM big") == "1000000";
         },

@@ -19,8 +19,7 @@ protected:
         return "SELECT pgmesh.create_group('" + name + "', '" + dsn(node) + "')";
     }
     std::string join_sql(int node, const std::string &name, int via) {
-        return "SELECT pgmesh.join_group('" + name + "', '" + dsn(node) + "', '" + dsn(via) +
-               "')";
+        return "SELECT pgmesh.join_group('" + name + "', '" + dsn(node) + "', '" + dsn(via) + "')";
     }
 };
 
@@ -90,8 +89,9 @@ TEST_F(SetupErrorTest, JoinMistakes) {
     EXPECT_EQ(query_value(2, "SELECT pgmesh.wait_for_ready(60)"), "t");
     expect_error(2, join_sql(2, "n2b", 1), "42710", "already pgmesh node");
     // Failed joins left nothing behind on the group.
-    EXPECT_EQ(query_value(1, "SELECT string_agg(node_name, ',' ORDER BY node_name) "
-                             "FROM pgmesh.nodes"),
+    EXPECT_EQ(query_value(1,
+                          "SELECT string_agg(node_name, ',' ORDER BY node_name) "
+                          "FROM pgmesh.nodes"),
               "n1,n2");
     EXPECT_EQ(query_value(1, "SELECT count(*) FROM pg_replication_slots"), "1");
 }

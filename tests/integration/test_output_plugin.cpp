@@ -1,0 +1,132 @@
+// The output plugin as a peer sees it, read through
+// pg_logical_slot_peek_binary_changes and decoded with the core decoder:
+// binary values only where layouts agree, text otherwise; version checks;
+// loop prevention by origin.
+#include <bit>
+#include <list>
+
+#include "cluster_fixture.hpp"
+#include "protocol.hpp"
+
+namespace pgmesh::test {
+namespace {
+
+std::vector<uint8_t> from_hex(std::string_view text) {
+    if (text.starts_with("\\x")) text.remove_prefix(2);
+    std::vector<uint8_t> bytes;
+    for (size_t i = 0; i + 1 < text.size(); i += 2)
+        bytes.push_back(
+            static_cast<uint8_t>(std::stoi(std::string(text.substr(i, 2)), nullptr, 16)));
+    return bytes;
+}
+
+class OutputPluginTest : public MeshTest {
+protected:
+    std::optional<MeshOptions> cluster_options() const override { return MeshOptions{.nodes = 1}; }
+
+    // The layout string this machine's servers report (see src/pg/layout.cpp).
+    std::string own_layout() {
+        static_assert(sizeof(void *) == 8 && std::endian::native == std::endian::little,
+                      "the expected layout below is for 64-bit little-endian machines");
+        return "pg" + std::to_string(std::stoi(query_value(1, "SHOW server_version_num")) / 10000) +
+               ",datum8,f8byval1,align8,le";
+    }
+
+    // Decoded messages of the slot's pending changes, without consuming them.
+    std::vector<proto::Decoded> peek(const std::string &layout) {
+        pq::Rows rows =
+            query_rows(1,
+                       "SELECT data FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL, "
+                       "'proto_version', '1', 'binary_layout', '" +
+                           layout + "', 'encoding', 'UTF8')");
+        std::vector<proto::Decoded> out;
+        for (const auto &row : rows) {
+            buffers_.push_back(from_hex(*row[0]));
+            out.push_back(proto::decode(buffers_.back()));
+        }
+        return out;
+    }
+
+    std::vector<proto::Insert> inserts(const std::vector<proto::Decoded> &messages) {
+        std::vector<proto::Insert> out;
+        for (const auto &m : messages)
+            if (auto *i = std::get_if<proto::Insert>(&m)) out.push_back(*i);
+        return out;
+    }
+
+    std::list<std::vector<uint8_t>> buffers_;  // decoded values point into these
+};
+
+TEST_F(OutputPluginTest, BinaryOnlyWhereLayoutsAgreeAndForBuiltinTypes) {
+    exec(1, "CREATE TYPE color AS ENUM ('red', 'green')");
+    exec(1, "CREATE TABLE t (id int PRIMARY KEY, label text, c color, tags text[], n numeric)");
+    exec(1, "SELECT pg_create_logical_replication_slot('peek', 'pgmesh')");
+    exec(1, "INSERT INTO t VALUES (1, 'one', 'green', '{a,b}', NULL)");
+
+    auto same = peek(own_layout());
+    auto same_inserts = inserts(same);
+    ASSERT_EQ(same_inserts.size(), 1u);
+    const proto::Tuple &bin = same_inserts[0].new_tuple;
+    ASSERT_EQ(bin.size(), 5u);
+    EXPECT_EQ(bin[0].kind, proto::ValueKind::kBinary);  // int
+    EXPECT_EQ(bin[1].kind, proto::ValueKind::kBinary);  // text
+    EXPECT_EQ(bin[2].kind, proto::ValueKind::kText);    // user-defined enum
+    EXPECT_EQ(bin[2].data, "green");
+    EXPECT_EQ(bin[3].kind, proto::ValueKind::kBinary);  // built-in array
+    EXPECT_EQ(bin[4].kind, proto::ValueKind::kNull);
+    // BEGIN names this node as the origin; RELATION precedes the change.
+    ASSERT_TRUE(std::holds_alternative<proto::Begin>(same.front()));
+    EXPECT_EQ(std::to_string(std::get<proto::Begin>(same.front()).origin_node_id),
+              query_value(1, "SELECT node_id FROM pgmesh.nodes WHERE is_local"));
+    ASSERT_TRUE(std::holds_alternative<proto::Relation>(same[1]));
+    const auto &rel = std::get<proto::Relation>(same[1]);
+    EXPECT_EQ(rel.name, "t");
+    EXPECT_TRUE(rel.columns[0].is_key);
+    EXPECT_FALSE(rel.columns[1].is_key);
+    EXPECT_TRUE(std::holds_alternative<proto::Commit>(same.back()));
+
+    auto other = inserts(peek("pg99,datum4,f8byval0,align4,be"));
+    ASSERT_EQ(other.size(), 1u);
+    for (size_t i = 0; i < 4; i++)
+        EXPECT_EQ(other[0].new_tuple[i].kind, proto::ValueKind::kText) << "column " << i;
+    EXPECT_EQ(other[0].new_tuple[0].data, "1");
+    EXPECT_EQ(other[0].new_tuple[3].data, "{a,b}");
+}
+
+TEST_F(OutputPluginTest, RefusesOtherProtocolVersionsAndEncodings) {
+    exec(1, "SELECT pg_create_logical_replication_slot('peek', 'pgmesh')");
+    expect_error(1,
+                 "SELECT * FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL, "
+                 "'proto_version', '2')",
+                 "0A000", "protocol version 2 is not supported");
+    expect_error(1,
+                 "SELECT * FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL, "
+                 "'proto_version', '1', 'encoding', 'LATIN1')",
+                 "0A000", "encoding");
+    expect_error(1,
+                 "SELECT * FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL, "
+                 "'proto_version', '1', 'bogus', 'x')",
+                 "22023", "unknown pgmesh output plugin option");
+    expect_error(1, "SELECT * FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL)",
+                 "22023", "proto_version");
+}
+
+TEST_F(OutputPluginTest, ChangesWrittenUnderAnOriginDoNotLeave) {
+    exec(1, "CREATE TABLE t (id int PRIMARY KEY)");
+    exec(1, "CREATE TABLE unlogged_t (id int PRIMARY KEY)");
+    exec(1, "SELECT pg_create_logical_replication_slot('peek', 'pgmesh')");
+    exec(1, "SELECT pg_replication_origin_create('some_peer')");
+    pq::Connection applier = connect(1);
+    applier.exec("SELECT pg_replication_origin_session_setup('some_peer')");
+    applier.exec("INSERT INTO t VALUES (1)");  // as an apply worker would
+    exec(1, "INSERT INTO t VALUES (2)");       // a local change
+    auto ins = inserts(peek(own_layout()));
+    ASSERT_EQ(ins.size(), 1u);
+    EXPECT_EQ(ins[0].new_tuple[0].kind, proto::ValueKind::kBinary);
+    // The local-node catalog never leaves either.
+    exec(1, "UPDATE pgmesh.local_node SET node_id = node_id");
+    EXPECT_EQ(inserts(peek(own_layout())).size(), 1u);
+}
+
+}  // namespace
+}  // namespace pgmesh::test
