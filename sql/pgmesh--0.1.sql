@@ -12,9 +12,13 @@ CREATE TABLE pgmesh.node (
 );
 
 -- Which row of pgmesh.node is this database. Never replicated.
+-- copied_until: when this node joined, the data it copied from its join
+-- target; rows written locally up to then are that copy, older than any
+-- change that streams in afterwards (see docs/conflicts.md).
 CREATE TABLE pgmesh.local_node (
     node_id bigint PRIMARY KEY REFERENCES pgmesh.node,
-    one_row boolean NOT NULL DEFAULT true UNIQUE CHECK (one_row)
+    one_row boolean NOT NULL DEFAULT true UNIQUE CHECK (one_row),
+    copied_until timestamptz
 );
 
 -- DSNs can hold passwords: only superusers read the catalogs directly.
@@ -29,11 +33,59 @@ SELECT n.node_id, n.node_name, pgmesh.mask_dsn(n.dsn) AS dsn, n.state,
   FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id)
  ORDER BY n.node_name;
 
+-- One row per detected conflict on this node. Never replicated.
+CREATE TABLE pgmesh.conflict_history (
+    id                 bigserial PRIMARY KEY,
+    recorded_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    local_node_id      bigint NOT NULL,
+    remote_node_id     bigint NOT NULL,
+    table_schema       text NOT NULL,
+    table_name         text NOT NULL,
+    conflict_type      text NOT NULL,
+    resolution         text NOT NULL,
+    local_tuple        jsonb,
+    remote_tuple       jsonb,
+    local_commit_time  timestamptz,
+    remote_commit_time timestamptz,
+    remote_commit_lsn  pg_lsn,
+    remote_xid         bigint,
+    message            text
+);
+CREATE INDEX ON pgmesh.conflict_history (recorded_at);
+
+-- Per-table choice of resolver per conflict type. Replicated, so that every
+-- node resolves the same way (the defaults need no row here).
+CREATE TABLE pgmesh.conflict_resolver (
+    table_schema  text NOT NULL,
+    table_name    text NOT NULL,
+    conflict_type text NOT NULL,
+    resolver      text NOT NULL,
+    PRIMARY KEY (table_schema, table_name, conflict_type)
+);
+
+-- Readers of monitoring data (history, status) without superuser rights.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgmesh_monitor') THEN
+        CREATE ROLE pgmesh_monitor NOLOGIN;
+    END IF;
+END $$;
+REVOKE ALL ON pgmesh.conflict_history, pgmesh.conflict_resolver FROM PUBLIC;
+GRANT SELECT ON pgmesh.conflict_history, pgmesh.conflict_resolver TO pgmesh_monitor;
+GRANT USAGE ON SCHEMA pgmesh TO pgmesh_monitor;
+
+CREATE FUNCTION pgmesh.set_conflict_resolver(relation regclass, conflict_type text, resolver text)
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_set_conflict_resolver';
+
+CREATE FUNCTION pgmesh.skip_transaction(peer_node_name text, remote_commit_lsn pg_lsn)
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_skip_transaction';
+
 CREATE FUNCTION pgmesh.worker_status(
     OUT peer_node_id bigint, OUT connected boolean, OUT worker_pid integer,
     OUT received_lsn pg_lsn, OUT applied_lsn pg_lsn,
     OUT last_applied_commit_time timestamptz, OUT last_message_time timestamptz,
-    OUT applied_transactions bigint, OUT conflicts bigint, OUT last_error text)
+    OUT applied_transactions bigint, OUT conflicts bigint, OUT conflicts_by_type text,
+    OUT last_error text)
 RETURNS SETOF record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_worker_status';
 
 CREATE VIEW pgmesh.status AS
@@ -47,6 +99,7 @@ SELECT n.node_id AS peer_node_id,
             ELSE 0::double precision END AS apply_lag_seconds,
        w.last_applied_commit_time,
        coalesce(w.conflicts, 0) AS conflicts,
+       coalesce(w.conflicts_by_type, '{}')::jsonb AS conflicts_by_type,
        w.last_error
   FROM pgmesh.node n
   LEFT JOIN pgmesh.worker_status() w ON w.peer_node_id = n.node_id
@@ -73,4 +126,10 @@ CREATE FUNCTION pgmesh.resume_apply() RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_resume_apply';
 
 REVOKE ALL ON FUNCTION pgmesh.create_group(text, text), pgmesh.join_group(text, text, text),
-    pgmesh.pause_apply(), pgmesh.resume_apply() FROM PUBLIC;
+    pgmesh.pause_apply(), pgmesh.resume_apply(),
+    pgmesh.set_conflict_resolver(regclass, text, text),
+    pgmesh.skip_transaction(text, pg_lsn) FROM PUBLIC;
+-- Status shows DSN-free, password-free facts: monitors may read it.
+REVOKE ALL ON FUNCTION pgmesh.worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgmesh.worker_status() TO pgmesh_monitor;
+GRANT SELECT ON pgmesh.status, pgmesh.nodes TO pgmesh_monitor;

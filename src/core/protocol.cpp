@@ -67,7 +67,7 @@ std::string describe_byte(uint8_t b) {
 // Reads big-endian fields of one message. Each read names the field so that
 // errors say what was being read, where, and in which message.
 class Reader {
-  public:
+public:
     Reader(std::span<const uint8_t> bytes, const char *message)
         : bytes_(bytes), message_(message) {}
 
@@ -117,7 +117,7 @@ class Reader {
         }
     }
 
-  private:
+private:
     uint64_t be(size_t n, const char *what) {
         need(n, what);
         uint64_t v = 0;

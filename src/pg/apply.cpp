@@ -1,8 +1,12 @@
 #include "apply.hpp"
 
+#include <algorithm>
 #include <variant>
 
 #include "guard.hpp"
+#include "remote.hpp"
+#include "settings.hpp"
+#include "shmem.hpp"
 
 namespace pgmesh::apply {
 
@@ -153,60 +157,48 @@ void require_key(const RelationMap &map) {
                         errhint("Add the same primary key on every node.")));
 }
 
-bool find_local_row(ChangeState &cs, const RelationMap &map, const proto::Tuple &key,
-                    TupleTableSlot *local) {
-    TupleTableSlot *search =
-        ExecInitExtraTupleSlot(cs.estate, RelationGetDescr(cs.rel), &TTSOpsVirtual);
+TupleTableSlot *virtual_slot(ChangeState &cs) {
+    return ExecInitExtraTupleSlot(cs.estate, RelationGetDescr(cs.rel), &TTSOpsVirtual);
+}
+
+bool find_by_key(ChangeState &cs, const RelationMap &map, const proto::Tuple &key,
+                 TupleTableSlot *local) {
+    TupleTableSlot *search = virtual_slot(cs);
     fill_key_slot(map, key, search);
     return RelationFindReplTupleByIndex(cs.rel, map.key_index, LockTupleExclusive, search, local);
 }
 
-void do_insert(const RelationMap &map, const proto::Insert &m) {
-    ChangeState cs = begin_change(map.local_relid);
-    TupleTableSlot *slot =
-        ExecInitExtraTupleSlot(cs.estate, RelationGetDescr(cs.rel), &TTSOpsVirtual);
-    fill_slot(map, m.new_tuple, slot, nullptr);
-    ExecSimpleRelationInsert(cs.result_rel, cs.estate, slot);
-    end_change(cs);
-}
-
-// Returns false when the row was not found (update_missing).
-bool do_update(const RelationMap &map, const proto::Update &m) {
-    require_key(map);
-    ChangeState cs = begin_change(map.local_relid);
-    TupleTableSlot *local = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
-    bool found = find_local_row(cs, map, m.old_key ? *m.old_key : m.new_tuple, local);
-    if (found) {
-        TupleTableSlot *updated =
-            ExecInitExtraTupleSlot(cs.estate, RelationGetDescr(cs.rel), &TTSOpsVirtual);
-        fill_slot(map, m.new_tuple, updated, local);
-        EPQState epq;
-        EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
-        ExecSimpleRelationUpdate(cs.result_rel, cs.estate, &epq, local, updated);
-        EvalPlanQualEnd(&epq);
+// Rows other than `self` that `candidate` would collide with in a unique
+// index other than the primary key. Returns how many distinct rows (0, 1 or
+// 2 meaning "more than one"); the first one is left in `conflicting`.
+int unique_conflicts(ChangeState &cs, const RelationMap &map, TupleTableSlot *candidate,
+                     ItemPointer self, TupleTableSlot *conflicting) {
+    int found = 0;
+    ItemPointerData first;
+    ItemPointerSetInvalid(&first);
+    TupleTableSlot *probe = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
+    slot_getallattrs(candidate);
+    for (const UniqueIndex &index : map.unique_indexes) {
+        bool has_null = false;
+        for (AttrNumber attnum : index.attnums) has_null |= candidate->tts_isnull[attnum - 1];
+        if (has_null) continue;  // NULLs never collide
+        if (!RelationFindReplTupleByIndex(cs.rel, index.oid, LockTupleExclusive, candidate, probe))
+            continue;
+        if (self && ItemPointerEquals(&probe->tts_tid, self)) continue;
+        if (found > 0 && ItemPointerEquals(&probe->tts_tid, &first)) continue;
+        if (found == 0) {
+            first = probe->tts_tid;
+            ExecCopySlot(conflicting, probe);
+            conflicting->tts_tid = probe->tts_tid;
+        }
+        if (++found > 1) break;
     }
-    end_change(cs);
-    return found;
-}
-
-bool do_delete(const RelationMap &map, const proto::Delete &m) {
-    require_key(map);
-    ChangeState cs = begin_change(map.local_relid);
-    TupleTableSlot *local = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
-    bool found = find_local_row(cs, map, m.old_key, local);
-    if (found) {
-        EPQState epq;
-        EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
-        ExecSimpleRelationDelete(cs.result_rel, cs.estate, &epq, local);
-        EvalPlanQualEnd(&epq);
-    }
-    end_change(cs);
     return found;
 }
 
 }  // namespace
 
-Applier::Applier() {
+Applier::Applier(ApplyIdentity identity) : identity_(std::move(identity)) {
     message_context_ = pg::call([] {
         return AllocSetContextCreate(TopMemoryContext, "pgmesh apply message",
                                      ALLOCSET_DEFAULT_SIZES);
@@ -231,6 +223,8 @@ RelationMap &Applier::relation(uint32_t remote_relid) {
                                                         std::to_string(remote_relid) +
                                                         " before describing it");
     if (!it->second.resolved) resolve(it->second);
+    if (it->second.resolvers_version != resolvers_version_) load_resolvers(it->second);
+    current_relation_ = &it->second;
     return it->second;
 }
 
@@ -291,8 +285,68 @@ void Applier::lookup_local(RelationMap &map) {
         }
         map.local_relid = relid;
         map.key_index = RelationGetReplicaIndex(rel);
+        map.unique_indexes.clear();
+        List *indexes = RelationGetIndexList(rel);
+        ListCell *lc;
+        foreach (lc, indexes) {
+            Oid index_oid = lfirst_oid(lc);
+            if (index_oid == map.key_index) continue;
+            Relation index = index_open(index_oid, AccessShareLock);
+            Form_pg_index form = index->rd_index;
+            // Plain immediate unique indexes only: expression and partial
+            // indexes cannot be probed with a row.
+            bool usable = form->indisunique && form->indimmediate && form->indisvalid &&
+                          RelationGetIndexExpressions(index) == NIL &&
+                          RelationGetIndexPredicate(index) == NIL;
+            if (usable) {
+                UniqueIndex u;
+                u.oid = index_oid;
+                for (int k = 0; k < form->indnkeyatts; k++)
+                    u.attnums.push_back(form->indkey.values[k]);
+                map.unique_indexes.push_back(std::move(u));
+            }
+            index_close(index, AccessShareLock);
+        }
         table_close(rel, NoLock);
     });
+    load_resolvers(map);
+}
+
+void Applier::load_resolvers(RelationMap &map) {
+    uint64_t version = resolvers_version_;
+    for (int t = 0; t < conflict::kTypeCount; t++)
+        map.resolvers[t] =
+            ResolverChoice{conflict::default_resolver(static_cast<conflict::Type>(t)), InvalidOid};
+    std::string sql =
+        "SELECT conflict_type, resolver, "
+        "CASE WHEN resolver LIKE '%(%' THEN to_regprocedure(resolver)::oid END "
+        "FROM pgmesh.conflict_resolver WHERE table_schema = " +
+        remote::quote_literal(map.remote.schema) +
+        " AND table_name = " + remote::quote_literal(map.remote.name);
+    pg::call([&] {
+        PushActiveSnapshot(GetTransactionSnapshot());
+        SPI_connect();
+        SPI_execute(sql.c_str(), false, 0);
+        for (uint64 i = 0; i < SPI_processed; i++) {
+            HeapTuple tuple = SPI_tuptable->vals[i];
+            TupleDesc desc = SPI_tuptable->tupdesc;
+            const char *type_name = SPI_getvalue(tuple, desc, 1);
+            const char *resolver_name = SPI_getvalue(tuple, desc, 2);
+            bool no_function = false;
+            Datum function = SPI_getbinval(tuple, desc, 3, &no_function);
+            auto type = conflict::parse_type(type_name);
+            if (!type) continue;
+            ResolverChoice &choice = map.resolvers[static_cast<size_t>(*type)];
+            if (auto builtin = conflict::parse_resolver(resolver_name))
+                choice = ResolverChoice{*builtin, InvalidOid};
+            else if (!no_function)
+                choice =
+                    ResolverChoice{conflict::Resolver::kUserFunction, DatumGetObjectId(function)};
+        }
+        SPI_finish();
+        PopActiveSnapshot();
+    });
+    map.resolvers_version = version;
 }
 
 void Applier::commit(const proto::Commit &commit) {
@@ -307,6 +361,404 @@ void Applier::commit(const proto::Commit &commit) {
     in_remote_transaction_ = false;
 }
 
+conflict::Version Applier::remote_version() const {
+    return conflict::Version{begin_.commit_time, begin_.origin_node_id};
+}
+
+uint64_t Applier::node_of_origin(RepOriginId origin) {
+    if (origin == InvalidRepOriginId) return identity_.local_node_id;
+    if (auto it = origin_nodes_.find(origin); it != origin_nodes_.end()) return it->second;
+    char *name = nullptr;
+    pg::call([&] { replorigin_by_oid(origin, true, &name); });
+    uint64_t node = 0;
+    // Origins named pgmesh_<16 hex digits> stand for peers; any other (a
+    // join's copy, a foreign tool) for no node.
+    if (name && strlen(name) == 23 && strncmp(name, "pgmesh_", 7) == 0)
+        node = std::strtoull(name + 7, nullptr, 16);
+    origin_nodes_[origin] = node;
+    return node;
+}
+
+conflict::Version Applier::version_of(TupleTableSlot *slot) {
+    TransactionId xmin = InvalidTransactionId;
+    TimestampTz time = 0;
+    RepOriginId origin = InvalidRepOriginId;
+    bool known = pg::call([&] {
+        bool should_free = false;
+        HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+        xmin = HeapTupleHeaderGetXmin(tuple->t_data);
+        if (!TransactionIdIsNormal(xmin)) return false;
+        return TransactionIdGetCommitTsData(xmin, &time, &origin);
+    });
+    if (!known) return conflict::Version{0, 0};  // frozen or from before tracking
+    // The join's copy (written locally before copied_until, or under the
+    // copy origin) is older than anything that streams in after it.
+    if (origin == InvalidRepOriginId && time <= identity_.copied_until)
+        return conflict::Version{0, 0};
+    uint64_t node = node_of_origin(origin);
+    if (node == 0) return conflict::Version{0, 0};
+    return conflict::Version{time, node};
+}
+
+bool Applier::written_by_another_node(TupleTableSlot *local) {
+    // Node 0: the join's copy or frozen rows, which no change competes with.
+    uint64_t node = version_of(local).node_id;
+    return node != 0 && node != identity_.peer_node_id;
+}
+
+void Applier::count(conflict::Type type) {
+    pg::call([&] {
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        if (shmem::WorkerSlot *w =
+                shmem::worker_slot(identity_.dboid, identity_.peer_node_id, false))
+            w->conflicts[static_cast<size_t>(type)]++;
+        LWLockRelease(shmem::state().lock);
+    });
+}
+
+namespace {
+
+// JSON text of a row held in a slot, for the history.
+const char *row_json(TupleTableSlot *slot) {
+    if (!slot) return nullptr;
+    Datum row = ExecFetchSlotHeapTupleDatum(slot);
+    return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(row_to_json, row)));
+}
+
+// Calls a user resolver (conflict_type text, local anyelement, remote
+// anyelement) -> anyelement. Returns the row to write, or nullptr to keep
+// the local row.
+TupleTableSlot *call_user_resolver(Oid function, Relation rel, conflict::Type type,
+                                   TupleTableSlot *local, TupleTableSlot *remote,
+                                   TupleTableSlot *result_slot) {
+    Oid rowtype = rel->rd_rel->reltype;
+    FmgrInfo flinfo;
+    fmgr_info(function, &flinfo);
+    // The polymorphic arguments resolve through fn_expr, as in a query.
+    List *args =
+        list_make3(makeNullConst(TEXTOID, -1, InvalidOid), makeNullConst(rowtype, -1, InvalidOid),
+                   makeNullConst(rowtype, -1, InvalidOid));
+    flinfo.fn_expr =
+        (Node *)makeFuncExpr(function, rowtype, args, InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+    LOCAL_FCINFO(fcinfo, 3);
+    InitFunctionCallInfoData(*fcinfo, &flinfo, 3, InvalidOid, nullptr, nullptr);
+    std::string_view type_name = conflict::name(type);
+    fcinfo->args[0].value =
+        PointerGetDatum(cstring_to_text_with_len(type_name.data(), type_name.size()));
+    fcinfo->args[0].isnull = false;
+    fcinfo->args[1].value = ExecFetchSlotHeapTupleDatum(local);
+    fcinfo->args[1].isnull = false;
+    fcinfo->args[2].value = ExecFetchSlotHeapTupleDatum(remote);
+    fcinfo->args[2].isnull = false;
+    Datum result = FunctionCallInvoke(fcinfo);
+    if (fcinfo->isnull) return nullptr;
+    HeapTupleHeader header = DatumGetHeapTupleHeader(result);
+    HeapTupleData tuple;
+    tuple.t_len = HeapTupleHeaderGetDatumLength(header);
+    ItemPointerSetInvalid(&tuple.t_self);
+    tuple.t_tableOid = RelationGetRelid(rel);
+    tuple.t_data = header;
+    ExecForceStoreHeapTuple(heap_copytuple(&tuple), result_slot, true);
+    return result_slot;
+}
+
+int conflict_errcode(conflict::Type type) {
+    return type == conflict::Type::kMultipleUniqueConflicts ||
+                   type == conflict::Type::kInsertExists || type == conflict::Type::kUpdateExists
+               ? ERRCODE_UNIQUE_VIOLATION
+               : ERRCODE_T_R_SERIALIZATION_FAILURE;
+}
+
+}  // namespace
+
+void Applier::record(const RelationMap *map, conflict::Type type, conflict::Resolution resolution,
+                     TupleTableSlot *local, TupleTableSlot *remote, const char *message) {
+    std::string local_json;
+    std::string remote_json;
+    pg::call([&] {
+        if (const char *json = row_json(local)) local_json = json;
+        if (const char *json = row_json(remote)) remote_json = json;
+    });
+    int64_t local_time = local ? version_of(local).commit_time : 0;
+    record_rows(map, type, resolution, local_json, remote_json, local_time, message);
+}
+
+void Applier::record_rows(const RelationMap *map, conflict::Type type,
+                          conflict::Resolution resolution, const std::string &local_json,
+                          const std::string &remote_json, int64_t local_commit_time,
+                          const char *message) {
+    count(type);
+    if (!settings::conflict_history) return;
+    std::string_view type_name = conflict::name(type);
+    std::string_view resolution_name = conflict::name(resolution);
+    const std::string empty;
+    const std::string &schema = map ? map->remote.schema : empty;
+    const std::string &table = map ? map->remote.name : empty;
+    pg::call([&] {
+        constexpr int kArgs = 13;
+        Oid types[kArgs] = {INT8OID, INT8OID, TEXTOID, TEXTOID,        TEXTOID,
+                            TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+                            LSNOID,  INT8OID, TEXTOID};
+        Datum values[kArgs];
+        char nulls[kArgs];
+        memset(nulls, ' ', sizeof nulls);
+        auto text_value = [](std::string_view v) {
+            return PointerGetDatum(cstring_to_text_with_len(v.data(), static_cast<int>(v.size())));
+        };
+        values[0] = Int64GetDatum(static_cast<int64>(identity_.local_node_id));
+        values[1] = Int64GetDatum(static_cast<int64>(identity_.peer_node_id));
+        values[2] = text_value(schema);
+        values[3] = text_value(table);
+        values[4] = text_value(type_name);
+        values[5] = text_value(resolution_name);
+        values[6] = text_value(local_json);
+        if (local_json.empty()) nulls[6] = 'n';
+        values[7] = text_value(remote_json);
+        if (remote_json.empty()) nulls[7] = 'n';
+        values[8] = TimestampTzGetDatum(local_commit_time);
+        if (local_commit_time == 0) nulls[8] = 'n';
+        values[9] = TimestampTzGetDatum(begin_.commit_time);
+        values[10] = LSNGetDatum(begin_.final_lsn);
+        values[11] = Int64GetDatum(static_cast<int64>(begin_.xid));
+        values[12] = message ? text_value(message) : (Datum)0;
+        if (!message) nulls[12] = 'n';
+        PushActiveSnapshot(GetTransactionSnapshot());
+        SPI_connect();
+        SPI_execute_with_args(
+            "INSERT INTO pgmesh.conflict_history (local_node_id, remote_node_id, table_schema, "
+            "table_name, conflict_type, resolution, local_tuple, remote_tuple, "
+            "local_commit_time, remote_commit_time, remote_commit_lsn, remote_xid, message) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13)",
+            kArgs, types, values, nulls, false, 0);
+        SPI_finish();
+        PopActiveSnapshot();
+    });
+}
+
+conflict::Resolution Applier::decide(RelationMap &map, conflict::Type type, TupleTableSlot *local,
+                                     TupleTableSlot *&remote) {
+    const ResolverChoice &choice = map.resolvers[static_cast<size_t>(type)];
+    conflict::Resolution resolution;
+    if (choice.resolver == conflict::Resolver::kUserFunction && local) {
+        TupleTableSlot *chosen = pg::call([&] {
+            Relation rel = table_open(map.local_relid, NoLock);
+            TupleTableSlot *out = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+            TupleTableSlot *r = call_user_resolver(choice.function, rel, type, local, remote, out);
+            table_close(rel, NoLock);
+            return r;
+        });
+        resolution = chosen ? conflict::Resolution::kApplyRemote : conflict::Resolution::kKeepLocal;
+        if (chosen) remote = chosen;
+    } else {
+        conflict::Resolver resolver = choice.resolver == conflict::Resolver::kUserFunction
+                                          ? conflict::default_resolver(type)
+                                          : choice.resolver;
+        resolution = conflict::resolve(
+            type, resolver, local ? version_of(local) : conflict::Version{}, remote_version());
+    }
+    if (resolution == conflict::Resolution::kError) {
+        // Recorded by record_failure() once this transaction is rolled back;
+        // the rows go along as text.
+        std::string msg = "conflict " + std::string(conflict::name(type)) + " on table \"" +
+                          map.remote.schema + "." + map.remote.name + "\"";
+        ConflictError error(type, conflict_errcode(type), msg,
+                            "The table's resolver for this conflict is \"error\", or it cannot "
+                            "be resolved automatically.",
+                            "Fix the local data, or skip the remote transaction with "
+                            "pgmesh.skip_transaction().");
+        pg::call([&] {
+            if (const char *json = row_json(local)) error.local_json = json;
+            if (const char *json = row_json(remote)) error.remote_json = json;
+        });
+        throw error;
+    }
+    record(&map, type, resolution, local, remote, nullptr);
+    return resolution;
+}
+
+void Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
+    ChangeState cs{};
+    TupleTableSlot *remote = nullptr;
+    TupleTableSlot *local = nullptr;
+    TupleTableSlot *other = nullptr;
+    bool exists = false;
+    int collisions = 0;
+    pg::call([&] {
+        cs = begin_change(map.local_relid);
+        remote = virtual_slot(cs);
+        fill_slot(map, m.new_tuple, remote, nullptr);
+        local = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
+        other = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
+        exists = OidIsValid(map.key_index) && find_by_key(cs, map, m.new_tuple, local);
+        if (!exists) collisions = unique_conflicts(cs, map, remote, nullptr, other);
+    });
+    if (!exists && collisions == 0) {
+        pg::call([&] {
+            ExecSimpleRelationInsert(cs.result_rel, cs.estate, remote);
+            end_change(cs);
+        });
+        return;
+    }
+    if (collisions > 1) {
+        decide(map, conflict::Type::kMultipleUniqueConflicts, other, remote);  // throws
+        return;
+    }
+    // The same key exists (or another unique key collides): one version wins.
+    TupleTableSlot *existing = exists ? local : other;
+    conflict::Resolution r = decide(map, conflict::Type::kInsertExists, existing, remote);
+    pg::call([&] {
+        if (r == conflict::Resolution::kApplyRemote) {
+            EPQState epq;
+            EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
+            if (exists) {
+                ExecSimpleRelationUpdate(cs.result_rel, cs.estate, &epq, existing, remote);
+            } else {
+                ExecSimpleRelationDelete(cs.result_rel, cs.estate, &epq, existing);
+                ExecSimpleRelationInsert(cs.result_rel, cs.estate, remote);
+            }
+            EvalPlanQualEnd(&epq);
+        }
+        end_change(cs);
+    });
+}
+
+void Applier::apply_update(RelationMap &map, const proto::Update &m) {
+    ChangeState cs{};
+    TupleTableSlot *local = nullptr;
+    TupleTableSlot *updated = nullptr;
+    TupleTableSlot *other = nullptr;
+    bool found = false;
+    pg::call([&] {
+        require_key(map);
+        cs = begin_change(map.local_relid);
+        local = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
+        other = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
+        updated = virtual_slot(cs);
+        found = find_by_key(cs, map, m.old_key ? *m.old_key : m.new_tuple, local);
+    });
+    if (!found) {
+        // Deleted here meanwhile: by default the delete wins.
+        bool complete = std::none_of(m.new_tuple.begin(), m.new_tuple.end(), [](const auto &v) {
+            return v.kind == proto::ValueKind::kUnchanged;
+        });
+        TupleTableSlot *remote = nullptr;
+        if (complete) pg::call([&] { fill_slot(map, m.new_tuple, updated, nullptr); });
+        if (complete) remote = updated;
+        conflict::Resolution r = decide(map, conflict::Type::kUpdateMissing, nullptr, remote);
+        pg::call([&] {
+            if (r == conflict::Resolution::kApplyRemote && remote)
+                ExecSimpleRelationInsert(cs.result_rel, cs.estate, remote);
+            end_change(cs);
+        });
+        return;
+    }
+    int collisions = 0;
+    pg::call([&] {
+        fill_slot(map, m.new_tuple, updated, local);
+        collisions = unique_conflicts(cs, map, updated, &local->tts_tid, other);
+    });
+    TupleTableSlot *remote = updated;
+    if (written_by_another_node(local) && decide(map, conflict::Type::kUpdateOriginDiffers, local,
+                                                 remote) != conflict::Resolution::kApplyRemote) {
+        pg::call([&] { end_change(cs); });
+        return;
+    }
+    if (collisions > 1) decide(map, conflict::Type::kMultipleUniqueConflicts, other, remote);
+    bool delete_other = false;
+    if (collisions == 1) {
+        if (decide(map, conflict::Type::kUpdateExists, other, remote) !=
+            conflict::Resolution::kApplyRemote) {
+            pg::call([&] { end_change(cs); });
+            return;
+        }
+        delete_other = true;
+    }
+    pg::call([&] {
+        EPQState epq;
+        EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
+        if (delete_other) ExecSimpleRelationDelete(cs.result_rel, cs.estate, &epq, other);
+        ExecSimpleRelationUpdate(cs.result_rel, cs.estate, &epq, local, remote);
+        EvalPlanQualEnd(&epq);
+        end_change(cs);
+    });
+}
+
+void Applier::apply_delete(RelationMap &map, const proto::Delete &m) {
+    ChangeState cs{};
+    TupleTableSlot *local = nullptr;
+    TupleTableSlot *key = nullptr;
+    bool found = false;
+    pg::call([&] {
+        require_key(map);
+        cs = begin_change(map.local_relid);
+        local = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
+        key = virtual_slot(cs);
+        fill_key_slot(map, m.old_key, key);
+        found = RelationFindReplTupleByIndex(cs.rel, map.key_index, LockTupleExclusive, key, local);
+    });
+    conflict::Resolution r = conflict::Resolution::kApplyRemote;
+    if (!found)
+        r = decide(map, conflict::Type::kDeleteMissing, nullptr, key);
+    else if (written_by_another_node(local))
+        r = decide(map, conflict::Type::kDeleteOriginDiffers, local, key);
+    pg::call([&] {
+        if (found && r == conflict::Resolution::kApplyRemote) {
+            EPQState epq;
+            EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
+            ExecSimpleRelationDelete(cs.result_rel, cs.estate, &epq, local);
+            EvalPlanQualEnd(&epq);
+        }
+        end_change(cs);
+    });
+}
+
+void Applier::apply_truncate(const proto::Truncate &m) {
+    std::vector<Oid> local;
+    for (uint32_t relid : m.relids) local.push_back(relation(relid).local_relid);
+    pg::call([&] {
+        PushActiveSnapshot(GetTransactionSnapshot());
+        List *rels = NIL;
+        List *relids = NIL;
+        for (Oid relid : local) {
+            rels = lappend(rels, table_open(relid, AccessExclusiveLock));
+            relids = lappend_oid(relids, relid);
+        }
+        ExecuteTruncateGuts(rels, relids, NIL, DROP_RESTRICT, m.restart_identity);
+        ListCell *lc;
+        foreach (lc, rels) table_close(static_cast<Relation>(lfirst(lc)), NoLock);
+        PopActiveSnapshot();
+        CommandCounterIncrement();
+    });
+}
+
+void Applier::record_failure(const pg::Error &error, const std::string &message) {
+    // Runs in a fresh transaction after the failed one was rolled back; it
+    // records only, so it carries no origin progress.
+    const auto *conflict_error = dynamic_cast<const ConflictError *>(&error);
+    conflict::Type type = conflict_error ? conflict_error->type : conflict::Type::kApplyError;
+    std::string no_row;
+    RepOriginId origin = replorigin_session_origin;
+    pg::call([] {
+        replorigin_session_origin = InvalidRepOriginId;
+        StartTransactionCommand();
+    });
+    try {
+        record_rows(current_relation_, type, conflict::Resolution::kError,
+                    conflict_error ? conflict_error->local_json : no_row,
+                    conflict_error ? conflict_error->remote_json : no_row, 0, message.c_str());
+    } catch (...) {
+        pg::call([&] {
+            AbortCurrentTransaction();
+            replorigin_session_origin = origin;
+        });
+        throw;
+    }
+    pg::call([&] {
+        CommitTransactionCommand();
+        replorigin_session_origin = origin;
+    });
+}
+
 void Applier::handle(const proto::Decoded &message) {
     if (const auto *rel = std::get_if<proto::Relation>(&message)) {
         RelationMap &map = relations_[rel->relid];
@@ -318,11 +770,18 @@ void Applier::handle(const proto::Decoded &message) {
         if (in_remote_transaction_)
             throw pg::Error(ERRCODE_PROTOCOL_VIOLATION, "peer sent BEGIN inside a transaction");
         begin_ = *b;
-        pg::call([&] {
+        current_relation_ = nullptr;
+        skipping_ = skip_lsn_ != 0 && b->final_lsn == skip_lsn_;
+        resolvers_version_ = pg::call([&] {
             SetCurrentStatementStartTimestamp();
             StartTransactionCommand();
             replorigin_session_origin_timestamp = b->commit_time;
             pgstat_report_activity(STATE_RUNNING, "applying remote transaction");
+            LWLockAcquire(shmem::state().lock, LW_SHARED);
+            shmem::DatabaseSlot *d = shmem::database_slot(identity_.dboid, false);
+            uint64_t version = d ? d->resolvers_version : 0;
+            LWLockRelease(shmem::state().lock);
+            return version;
         });
         in_remote_transaction_ = true;
         return;
@@ -331,72 +790,37 @@ void Applier::handle(const proto::Decoded &message) {
         commit(*c);
         return;
     }
-    if (const auto *m = std::get_if<proto::Message>(&message)) {
+    if (std::holds_alternative<proto::Message>(message)) {
         // pgmesh's DDL and lock messages come with DDL replication; until
         // then there are none to act on.
-        (void)m;
         return;
     }
     if (!in_remote_transaction_)
         throw pg::Error(ERRCODE_PROTOCOL_VIOLATION, "peer sent a change outside a transaction");
+    if (skipping_) return;  // pgmesh.skip_transaction: commit() only advances the origin
 
-    MemoryContext context = message_context_;
-    if (const auto *ins = std::get_if<proto::Insert>(&message)) {
-        RelationMap &map = relation(ins->relid);
+    MemoryContext old = pg::call([&] { return MemoryContextSwitchTo(message_context_); });
+    if (const auto *ins = std::get_if<proto::Insert>(&message))
+        apply_insert(relation(ins->relid), *ins);
+    else if (const auto *upd = std::get_if<proto::Update>(&message))
+        apply_update(relation(upd->relid), *upd);
+    else if (const auto *del = std::get_if<proto::Delete>(&message))
+        apply_delete(relation(del->relid), *del);
+    else if (const auto *tr = std::get_if<proto::Truncate>(&message))
+        apply_truncate(*tr);
+    if (current_relation_ && current_relation_->remote.schema == "pgmesh" &&
+        current_relation_->remote.name == "conflict_resolver")
         pg::call([&] {
-            MemoryContext old = MemoryContextSwitchTo(context);
-            do_insert(map, *ins);
-            MemoryContextSwitchTo(old);
+            // Every apply worker of this database re-reads resolvers.
+            LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+            if (shmem::DatabaseSlot *d = shmem::database_slot(identity_.dboid, false))
+                d->resolvers_version++;
+            LWLockRelease(shmem::state().lock);
         });
-    } else if (const auto *upd = std::get_if<proto::Update>(&message)) {
-        RelationMap &map = relation(upd->relid);
-        bool found = pg::call([&] {
-            MemoryContext old = MemoryContextSwitchTo(context);
-            bool f = do_update(map, *upd);
-            MemoryContextSwitchTo(old);
-            return f;
-        });
-        if (!found)
-            pg::call([&] {
-                ereport(LOG, (errmsg("pgmesh: UPDATE from peer found no row in \"%s.%s\"; "
-                                     "skipped (update_missing)",
-                                     map.remote.schema.c_str(), map.remote.name.c_str())));
-            });
-    } else if (const auto *del = std::get_if<proto::Delete>(&message)) {
-        RelationMap &map = relation(del->relid);
-        bool found = pg::call([&] {
-            MemoryContext old = MemoryContextSwitchTo(context);
-            bool f = do_delete(map, *del);
-            MemoryContextSwitchTo(old);
-            return f;
-        });
-        if (!found)
-            pg::call([&] {
-                ereport(LOG, (errmsg("pgmesh: DELETE from peer found no row in \"%s.%s\"; "
-                                     "skipped (delete_missing)",
-                                     map.remote.schema.c_str(), map.remote.name.c_str())));
-            });
-    } else if (const auto *tr = std::get_if<proto::Truncate>(&message)) {
-        std::vector<Oid> local;
-        for (uint32_t relid : tr->relids) local.push_back(relation(relid).local_relid);
-        pg::call([&] {
-            MemoryContext old = MemoryContextSwitchTo(context);
-            PushActiveSnapshot(GetTransactionSnapshot());
-            List *rels = NIL;
-            List *relids = NIL;
-            for (Oid relid : local) {
-                rels = lappend(rels, table_open(relid, AccessExclusiveLock));
-                relids = lappend_oid(relids, relid);
-            }
-            ExecuteTruncateGuts(rels, relids, NIL, DROP_RESTRICT, tr->restart_identity);
-            ListCell *lc;
-            foreach (lc, rels) table_close(static_cast<Relation>(lfirst(lc)), NoLock);
-            PopActiveSnapshot();
-            CommandCounterIncrement();
-            MemoryContextSwitchTo(old);
-        });
-    }
-    pg::call([&] { MemoryContextReset(context); });
+    pg::call([&] {
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(message_context_);
+    });
 }
 
 }  // namespace pgmesh::apply

@@ -8,10 +8,14 @@
 // data commit atomically.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "conflict.hpp"
+#include "guard.hpp"
 #include "postgres_headers.hpp"
 #include "protocol.hpp"
 
@@ -28,17 +32,55 @@ struct ColumnMap {
     bool has_binary_input = false;
 };
 
+// A unique index other than the primary key, checked for update_exists and
+// for inserts colliding on it.
+struct UniqueIndex {
+    Oid oid = InvalidOid;
+    std::vector<AttrNumber> attnums;
+};
+
+// How the table resolves each conflict type (pgmesh.conflict_resolver).
+struct ResolverChoice {
+    conflict::Resolver resolver = conflict::Resolver::kError;
+    Oid function = InvalidOid;  // for kUserFunction
+};
+
 struct RelationMap {
     proto::Relation remote;
     bool resolved = false;  // local side looked up since the last invalidation
     Oid local_relid = InvalidOid;
     Oid key_index = InvalidOid;
     std::vector<ColumnMap> columns;  // one per remote column
+    std::vector<UniqueIndex> unique_indexes;
+    std::array<ResolverChoice, conflict::kTypeCount> resolvers;
+    uint64_t resolvers_version = UINT64_MAX;  // shmem version they were read at
+};
+
+// Who is applying: this node, the peer streamed from.
+struct ApplyIdentity {
+    Oid dboid = InvalidOid;
+    uint64_t local_node_id = 0;
+    uint64_t peer_node_id = 0;
+    std::string peer_name;
+    int64_t copied_until = 0;  // catalog::Nodes::copied_until
+};
+
+// A conflict whose resolution is to stop apply; carries what the history
+// needs after the transaction is rolled back.
+class ConflictError : public pg::Error {
+public:
+    ConflictError(conflict::Type conflict_type, int sqlerrcode, std::string message,
+                  std::string detail, std::string hint)
+        : pg::Error(sqlerrcode, std::move(message), std::move(detail), std::move(hint)),
+          type(conflict_type) {}
+    conflict::Type type;
+    std::string local_json;
+    std::string remote_json;
 };
 
 class Applier {
 public:
-    Applier();
+    explicit Applier(ApplyIdentity identity);
     ~Applier();
     Applier(const Applier &) = delete;
     Applier &operator=(const Applier &) = delete;
@@ -53,12 +95,52 @@ public:
     // Relcache invalidation: forget local lookups (all when relid is 0).
     void invalidate(Oid relid);
 
+    // Records the failure of the current change, a conflict resolved as an
+    // error or any other error (apply_error), in history and counters. The
+    // failed transaction must have been rolled back.
+    void record_failure(const pg::Error &error, const std::string &message);
+
+    // The remote transaction with this commit LSN is thrown away instead of
+    // applied (pgmesh.skip_transaction), once.
+    void skip_transaction_at(uint64_t commit_lsn) { skip_lsn_ = commit_lsn; }
+    bool skipping() const { return skipping_; }
+
 private:
     RelationMap &relation(uint32_t remote_relid);
     void resolve(RelationMap &map);
     void lookup_local(RelationMap &map);
+    void load_resolvers(RelationMap &map);
 
+    void apply_insert(RelationMap &map, const proto::Insert &m);
+    void apply_update(RelationMap &map, const proto::Update &m);
+    void apply_delete(RelationMap &map, const proto::Delete &m);
+    void apply_truncate(const proto::Truncate &m);
+
+    // The row version of a local tuple: its commit time and writing node.
+    conflict::Version version_of(TupleTableSlot *slot);
+    uint64_t node_of_origin(RepOriginId origin);
+    // Whether the local row was last written by a node other than the peer
+    // (origin differs).
+    bool written_by_another_node(TupleTableSlot *local);
+    conflict::Version remote_version() const;
+    // Decides a conflict, records it (history, counters) and returns what to
+    // do. `remote` may be replaced by a user function's row.
+    conflict::Resolution decide(RelationMap &map, conflict::Type type, TupleTableSlot *local,
+                                TupleTableSlot *&remote);
+    void record(const RelationMap *map, conflict::Type type, conflict::Resolution resolution,
+                TupleTableSlot *local, TupleTableSlot *remote, const char *message);
+    void record_rows(const RelationMap *map, conflict::Type type, conflict::Resolution resolution,
+                     const std::string &local_json, const std::string &remote_json,
+                     int64_t local_commit_time, const char *message);
+    void count(conflict::Type type);
+
+    ApplyIdentity identity_;
     std::unordered_map<uint32_t, RelationMap> relations_;
+    std::unordered_map<RepOriginId, uint64_t> origin_nodes_;
+    const RelationMap *current_relation_ = nullptr;  // of the change being applied
+    uint64_t resolvers_version_ = 0;                 // read at each BEGIN
+    uint64_t skip_lsn_ = 0;
+    bool skipping_ = false;
     MemoryContext message_context_;  // reset after every message
     MemoryContext cache_context_;    // FmgrInfo of the column maps
     bool in_remote_transaction_ = false;

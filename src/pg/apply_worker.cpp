@@ -91,6 +91,12 @@ private:
         });
     }
 
+    uint64_t skip_lsn() {
+        uint64_t lsn = 0;
+        update_slot([&](shmem::WorkerSlot &s) { lsn = s.skip_lsn; });
+        return lsn;
+    }
+
     bool paused() {
         return pg::call([&] {
             LWLockAcquire(shmem::state().lock, LW_SHARED);
@@ -115,8 +121,10 @@ private:
             return;  // nothing to stream from: the manager will notice
         }
         uint64_t local_id = *nodes.local_id;
+        int64_t copied_until = nodes.copied_until;
         std::string peer_dsn = peer->dsn;
         std::string peer_name = peer->name;
+        peer_name_ = peer_name;
         std::string origin = catalog::origin_name(peer_id_);
         std::string slot_name = catalog::slot_name(peer_id_, local_id);
         uint64_t start_lsn = pg::call([&] {
@@ -153,9 +161,24 @@ private:
                                  peer_name.c_str(), LSN_FORMAT_ARGS(start_lsn))));
         });
 
-        apply::Applier applier;
+        apply::Applier applier(
+            apply::ApplyIdentity{dboid_, local_id, peer_id_, peer_name, copied_until});
         current_applier = &applier;
-        loop(conn.get(), applier);
+        try {
+            loop(conn.get(), applier);
+        } catch (const pg::Error &e) {
+            if (!applier.in_transaction()) throw;
+            // Name the remote transaction, so that the operator can skip it;
+            // record the failure once its transaction is rolled back.
+            pg::call([] { AbortCurrentTransaction(); });
+            std::string where = " (remote transaction " + std::to_string(applier.current().xid) +
+                                " from node \"" + peer_name + "\", commit LSN " +
+                                walstream::format_lsn(applier.current().final_lsn) + ")";
+            applier.record_failure(e, e.message() + where);
+            pg::Error located(e.sqlerrcode(), e.message() + where, e.detail(), e.hint());
+            located.context = e.context;
+            throw located;
+        }
     }
 
     void loop(PGconn *conn, apply::Applier &applier) {
@@ -212,10 +235,19 @@ private:
         auto &data = std::get<walstream::XLogData>(frame);
         received_lsn_ = std::max({received_lsn_, data.start_lsn, data.end_lsn});
         proto::Decoded message = proto::decode(data.payload);
+        if (std::holds_alternative<proto::Begin>(message)) applier.skip_transaction_at(skip_lsn());
         applier.handle(message);
         if (auto *commit = std::get_if<proto::Commit>(&message)) {
             TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+            bool skipped = applier.skipping();
+            if (skipped)
+                pg::call([&] {
+                    ereport(LOG, (errmsg("pgmesh skipped remote transaction from node \"%s\" "
+                                         "with commit LSN %X/%X, as asked",
+                                         peer_name_.c_str(), LSN_FORMAT_ARGS(commit->commit_lsn))));
+                });
             update_slot([&](shmem::WorkerSlot &s) {
+                if (skipped) s.skip_lsn = 0;
                 s.applied_lsn = commit->end_lsn;
                 s.received_lsn = received_lsn_;
                 s.last_commit_time = commit->commit_time;
@@ -250,6 +282,7 @@ private:
     uint64_t peer_id_;
     shmem::WorkerSlot *slot_ = nullptr;
     uint64_t received_lsn_ = 0;
+    std::string peer_name_;
 };
 
 }  // namespace

@@ -20,7 +20,8 @@ Nodes read_nodes() {
         if (push_snapshot) PushActiveSnapshot(GetTransactionSnapshot());
         SPI_connect();
         SPI_execute(
-            "SELECT n.node_id, n.node_name, n.dsn, n.state, l.node_id IS NOT NULL "
+            "SELECT n.node_id, n.node_name, n.dsn, n.state, l.node_id IS NOT NULL, "
+            "l.copied_until "
             "FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id) "
             "ORDER BY n.node_id",
             false, 0);  // not read-only: a fresh snapshot, for callers that poll
@@ -34,7 +35,12 @@ Nodes read_nodes() {
             const char *dsn = SPI_getvalue(tuple, desc, 3);
             const char *state = SPI_getvalue(tuple, desc, 4);
             nodes.all.push_back(Node{id, name, dsn, state, is_local});
-            if (is_local) nodes.local_id = id;
+            if (is_local) {
+                nodes.local_id = id;
+                bool no_copy = true;
+                Datum copied = SPI_getbinval(tuple, desc, 6, &no_copy);
+                nodes.copied_until = no_copy ? 0 : DatumGetTimestampTz(copied);
+            }
         }
         SPI_finish();
         if (push_snapshot) PopActiveSnapshot();

@@ -20,6 +20,8 @@ struct Node {
 struct Nodes {
     std::vector<Node> all;
     std::optional<uint64_t> local_id;
+    // End of the join's copy (TimestampTz), 0 for the group's first node.
+    int64_t copied_until = 0;
 
     const Node *find(uint64_t id) const;
     const Node *local() const { return local_id ? find(*local_id) : nullptr; }

@@ -45,7 +45,18 @@ void wait_latch(long timeout_ms) {
         int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms,
                            PG_WAIT_EXTENSION);
         if (rc & WL_LATCH_SET) ResetLatch(MyLatch);
+    });
+    serve_interrupts();
+}
+
+void serve_interrupts() {
+    call([] {
         CHECK_FOR_INTERRUPTS();
+        // Backends reload settings when idle; our workers never are.
+        if (IsBackgroundWorker && ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
     });
 }
 

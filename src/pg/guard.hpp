@@ -120,5 +120,8 @@ auto entry(F &&f) -> decltype(f()) {
 // Sleeps until the latch is set or timeout_ms pass, then serves interrupts
 // (which may throw pg::Error, e.g. on cancel).
 void wait_latch(long timeout_ms);
+// CHECK_FOR_INTERRUPTS, and in background workers a pending configuration
+// reload (SIGHUP).
+void serve_interrupts();
 
 }  // namespace pgmesh::pg

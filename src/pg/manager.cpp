@@ -208,6 +208,19 @@ void manager_main(Oid dboid) {
                 if (l.handle) pg::call([&] { TerminateBackgroundWorker(l.handle); });
                 continue;
             }
+            bool retry_now = pg::call([&] {
+                LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+                shmem::WorkerSlot *s = shmem::worker_slot(dboid, peer.id, false);
+                bool r = s && s->retry_now;
+                if (r) s->retry_now = false;
+                LWLockRelease(shmem::state().lock);
+                return r;
+            });
+            if (retry_now) {
+                // The operator acted (e.g. skip_transaction): no backoff.
+                l.next_start = 0;
+                l.failures = 0;
+            }
             BackgroundWorker w = worker_template("pgmesh_apply_main",
                                                  "pgmesh apply from " + peer.name, "pgmesh apply");
             w.bgw_main_arg = ObjectIdGetDatum(dboid);

@@ -2,6 +2,7 @@
 // points of the background workers.
 #include "guard.hpp"
 #include "node_admin.hpp"
+#include "settings.hpp"
 #include "shmem.hpp"
 #include "workers.hpp"
 
@@ -12,6 +13,10 @@ PGDLLEXPORT void _PG_init(void);
 PGDLLEXPORT void pgmesh_supervisor_main(Datum arg);
 PGDLLEXPORT void pgmesh_manager_main(Datum arg);
 PGDLLEXPORT void pgmesh_apply_main(Datum arg);
+}
+
+namespace pgmesh::settings {
+bool conflict_history = true;
 }
 
 namespace {
@@ -62,6 +67,11 @@ void executor_start(QueryDesc *query, int eflags) {
 }  // namespace
 
 void _PG_init(void) {
+    DefineCustomBoolVariable(
+        "pgmesh.conflict_history", "Records every replication conflict in pgmesh.conflict_history.",
+        "Counters in pgmesh.status are kept either way.", &pgmesh::settings::conflict_history, true,
+        PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    MarkGUCPrefixReserved("pgmesh");
     previous_executor_start = ExecutorStart_hook;
     ExecutorStart_hook = executor_start;
     if (!process_shared_preload_libraries_in_progress) return;  // e.g. walsender decoding
@@ -72,18 +82,21 @@ void _PG_init(void) {
 
 void pgmesh_supervisor_main(Datum) {
     pqsignal(SIGTERM, die);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
     BackgroundWorkerUnblockSignals();
     pgmesh::pg::entry([] { pgmesh::workers::supervisor_main(); });
 }
 
 void pgmesh_manager_main(Datum arg) {
     pqsignal(SIGTERM, die);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
     BackgroundWorkerUnblockSignals();
     pgmesh::pg::entry([&] { pgmesh::workers::manager_main(DatumGetObjectId(arg)); });
 }
 
 void pgmesh_apply_main(Datum arg) {
     pqsignal(SIGTERM, die);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
     BackgroundWorkerUnblockSignals();
     uint64_t peer = 0;
     memcpy(&peer, MyBgworkerEntry->bgw_extra, sizeof peer);

@@ -314,6 +314,10 @@ uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
                      PGRES_COMMAND_OK);
         remote::Result snap_nodes =
             remote::exec(target.get(), "SELECT node_id, node_name, dsn, state FROM pgmesh.node");
+        remote::Result snap_resolvers =
+            remote::exec(target.get(),
+                         "SELECT table_schema, table_name, conflict_type, resolver FROM "
+                         "pgmesh.conflict_resolver");
         remote::Result progress = remote::exec(
             target.get(), "SELECT external_id, remote_lsn FROM pg_replication_origin_status");
         remote::exec(target.get(), "COMMIT", PGRES_COMMAND_OK);
@@ -378,7 +382,14 @@ uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
                 literal(*remote::value(snap_nodes.get(), i, 2)) + ", " +
                 literal(*remote::value(snap_nodes.get(), i, 3)) + ")");
         }
-        spi("INSERT INTO pgmesh.local_node (node_id) VALUES (" + std::to_string(id) + ")");
+        for (int i = 0; i < PQntuples(snap_resolvers.get()); i++) {
+            std::string row;
+            for (int c = 0; c < 4; c++)
+                row += (c ? ", " : "") + literal(*remote::value(snap_resolvers.get(), i, c));
+            spi("INSERT INTO pgmesh.conflict_resolver VALUES (" + row + ")");
+        }
+        spi("INSERT INTO pgmesh.local_node (node_id, copied_until) VALUES (" + std::to_string(id) +
+            ", clock_timestamp())");
 
         // 7. Ready: the target's update reaches every member (and us, through
         //    our new stream from it).

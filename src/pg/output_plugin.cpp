@@ -87,8 +87,11 @@ bool is_replicated(Relation rel) {
     if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT) return false;
     if (rel->rd_rel->relkind != RELKIND_RELATION) return false;
     Oid pgmesh_ns = get_namespace_oid("pgmesh", true);
-    if (RelationGetNamespace(rel) == pgmesh_ns)
-        return strcmp(RelationGetRelationName(rel), "node") == 0;
+    if (RelationGetNamespace(rel) == pgmesh_ns) {
+        // Group-wide settings travel like data; the rest is node-local.
+        const char *name = RelationGetRelationName(rel);
+        return strcmp(name, "node") == 0 || strcmp(name, "conflict_resolver") == 0;
+    }
     return true;
 }
 

@@ -92,8 +92,8 @@ void wait_socket(PGconn *conn, bool for_write, long timeout_ms) {
                      (for_write ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE);
         int rc = WaitLatchOrSocket(MyLatch, events, socket, timeout_ms, PG_WAIT_EXTENSION);
         if (rc & WL_LATCH_SET) ResetLatch(MyLatch);
-        CHECK_FOR_INTERRUPTS();
     });
+    pg::serve_interrupts();
 }
 
 Connection connect(const std::string &dsn, bool replication, const std::string &application_name,

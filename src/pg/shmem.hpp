@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "conflict.hpp"
 #include "postgres_headers.hpp"
 
 namespace pgmesh::shmem {
@@ -23,7 +24,9 @@ struct WorkerSlot {
     TimestampTz last_commit_time;  // origin commit time of that transaction
     TimestampTz last_message_time;
     uint64_t applied_transactions;
-    uint64_t conflicts;
+    uint64_t conflicts[conflict::kTypeCount];
+    uint64_t skip_lsn;  // pgmesh.skip_transaction: commit LSN to throw away
+    bool retry_now;     // skip our backoff: the operator fixed something
     char last_error[kErrorLength];
 };
 
@@ -33,7 +36,8 @@ struct DatabaseSlot {
     pid_t manager_pid;
     PGPROC *manager_proc;
     bool apply_paused;
-    bool is_node;  // the database has a pgmesh node: keep a manager running
+    bool is_node;                // the database has a pgmesh node: keep a manager running
+    uint64_t resolvers_version;  // bumped when pgmesh.conflict_resolver changes
 };
 
 struct State {

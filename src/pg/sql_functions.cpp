@@ -2,6 +2,7 @@
 // arguments and call C++ through pg::entry.
 #include <string>
 
+#include "conflict_admin.hpp"
 #include "guard.hpp"
 #include "node_admin.hpp"
 #include "remote.hpp"
@@ -36,6 +37,30 @@ PG_FUNCTION_INFO_V1(pgmesh_pause_apply);
 PG_FUNCTION_INFO_V1(pgmesh_resume_apply);
 PG_FUNCTION_INFO_V1(pgmesh_worker_status);
 PG_FUNCTION_INFO_V1(pgmesh_mask_dsn);
+PG_FUNCTION_INFO_V1(pgmesh_set_conflict_resolver);
+PG_FUNCTION_INFO_V1(pgmesh_skip_transaction);
+
+Datum pgmesh_set_conflict_resolver(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        if (PG_ARGISNULL(0))
+            throw pgmesh::pg::Error(ERRCODE_NULL_VALUE_NOT_ALLOWED, "relation must not be NULL");
+        pgmesh::conflict_admin::set_conflict_resolver(PG_GETARG_OID(0),
+                                                      text_arg(fcinfo, 1, "conflict_type"),
+                                                      text_arg(fcinfo, 2, "resolver"));
+        return (Datum)0;
+    });
+}
+
+Datum pgmesh_skip_transaction(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        if (PG_ARGISNULL(1))
+            throw pgmesh::pg::Error(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                                    "remote_commit_lsn must not be NULL");
+        pgmesh::conflict_admin::skip_transaction(text_arg(fcinfo, 0, "peer_node_name"),
+                                                 PG_GETARG_LSN(1));
+        return (Datum)0;
+    });
+}
 
 Datum pgmesh_create_group(PG_FUNCTION_ARGS) {
     return pgmesh::pg::entry([&] {
@@ -94,8 +119,8 @@ Datum pgmesh_worker_status(PG_FUNCTION_ARGS) {
     for (int i = 0; i < pgmesh::shmem::state().nworkers; i++) {
         WorkerSlot *w = &pgmesh::shmem::workers()[i];
         if (!w->in_use || w->dboid != MyDatabaseId) continue;
-        Datum values[10];
-        bool nulls[10] = {false};
+        Datum values[11];
+        bool nulls[11] = {false};
         values[0] = Int64GetDatum(static_cast<int64>(w->peer_node_id));
         values[1] = BoolGetDatum(w->connected && w->pid != 0);
         values[2] = Int32GetDatum(w->pid);
@@ -107,9 +132,24 @@ Datum pgmesh_worker_status(PG_FUNCTION_ARGS) {
         values[6] = TimestampTzGetDatum(w->last_message_time);
         nulls[6] = w->last_message_time == 0;
         values[7] = Int64GetDatum(static_cast<int64>(w->applied_transactions));
-        values[8] = Int64GetDatum(static_cast<int64>(w->conflicts));
-        values[9] = PointerGetDatum(cstring_to_text(w->last_error));
-        nulls[9] = w->last_error[0] == '\0';
+        uint64_t total = 0;
+        StringInfoData by_type;
+        initStringInfo(&by_type);
+        appendStringInfoChar(&by_type, '{');
+        for (int t = 0; t < pgmesh::conflict::kTypeCount; t++) {
+            total += w->conflicts[t];
+            if (w->conflicts[t] == 0) continue;
+            std::string_view type_name =
+                pgmesh::conflict::name(static_cast<pgmesh::conflict::Type>(t));
+            appendStringInfo(&by_type, "%s\"%.*s\": " UINT64_FORMAT, by_type.len > 1 ? ", " : "",
+                             static_cast<int>(type_name.size()), type_name.data(),
+                             static_cast<uint64>(w->conflicts[t]));
+        }
+        appendStringInfoChar(&by_type, '}');
+        values[8] = Int64GetDatum(static_cast<int64>(total));
+        values[9] = PointerGetDatum(cstring_to_text(by_type.data));
+        values[10] = PointerGetDatum(cstring_to_text(w->last_error));
+        nulls[10] = w->last_error[0] == '\0';
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     LWLockRelease(pgmesh::shmem::state().lock);

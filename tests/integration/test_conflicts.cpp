@@ -1,0 +1,351 @@
+// Conflicts provoked deterministically: apply is paused on every node, the
+// nodes write, apply resumes. Each test asserts the surviving rows on every
+// node and the conflict history. The randomized test at the end checks that
+// concurrent writers over a small key space converge.
+#include <atomic>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include "cluster_fixture.hpp"
+
+namespace pgmesh::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ConflictTest : public MeshTest {
+protected:
+    std::optional<MeshOptions> cluster_options() const override { return MeshOptions{.nodes = 2}; }
+
+    void exec_all(std::string_view sql) {
+        for (int n = 1; n <= node_count(); n++) exec(n, sql);
+    }
+    void pause_all() {
+        for (int n = 1; n <= node_count(); n++) exec(n, "SELECT pgmesh.pause_apply()");
+    }
+    void resume_all_and_sync() {
+        for (int n = 1; n <= node_count(); n++) exec(n, "SELECT pgmesh.resume_apply()");
+        wait_for_sync_all();
+    }
+    // "type:resolution" of the node's history, oldest first.
+    std::string history(int node) {
+        return query_value(node,
+                           "SELECT coalesce(string_agg(conflict_type || ':' || resolution, ',' "
+                           "ORDER BY id), '') FROM pgmesh.conflict_history");
+    }
+    std::string rows(int node, const std::string &table = "t") {
+        return query_value(node, "SELECT coalesce(string_agg(row(" + table +
+                                     ".*)::text, ',' "
+                                     "ORDER BY id), '') FROM " +
+                                     table);
+    }
+    void expect_rows_everywhere(const std::string &expected, const std::string &table = "t") {
+        for (int n = 1; n <= node_count(); n++) EXPECT_EQ(rows(n, table), expected) << "node" << n;
+    }
+    // Commit timestamps must differ between the competing writes.
+    void tick() { std::this_thread::sleep_for(20ms); }
+};
+
+TEST_F(ConflictTest, InsertExistsLastUpdateWins) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    pause_all();
+    exec(1, "INSERT INTO t VALUES (1, 'from node1')");
+    tick();
+    exec(2, "INSERT INTO t VALUES (1, 'from node2')");  // later: wins
+    resume_all_and_sync();
+    expect_rows_everywhere("(1,\"from node2\")");
+    EXPECT_EQ(history(1), "insert_exists:apply_remote");
+    EXPECT_EQ(history(2), "insert_exists:keep_local");
+    // The history carries both versions and the remote commit facts.
+    EXPECT_EQ(query_value(1,
+                          "SELECT (local_tuple->>'v') || '|' || (remote_tuple->>'v') || '|' || "
+                          "table_name || '|' || (remote_commit_lsn IS NOT NULL) || '|' || "
+                          "(local_commit_time < remote_commit_time) FROM "
+                          "pgmesh.conflict_history"),
+              "from node1|from node2|t|true|true");
+    EXPECT_EQ(query_value(1,
+                          "SELECT conflicts || ' ' || conflicts_by_type::text FROM "
+                          "pgmesh.status"),
+              "1 {\"insert_exists\": 1}");
+}
+
+TEST_F(ConflictTest, UpdateOriginDiffersLastUpdateWins) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(1, "INSERT INTO t VALUES (1, 'original')");
+    wait_for_sync(1);
+    pause_all();
+    exec(2, "UPDATE t SET v = 'node2' WHERE id = 1");
+    tick();
+    exec(1, "UPDATE t SET v = 'node1' WHERE id = 1");  // later: wins
+    resume_all_and_sync();
+    expect_rows_everywhere("(1,node1)");
+    EXPECT_EQ(history(1), "update_origin_differs:keep_local");
+    EXPECT_EQ(history(2), "update_origin_differs:apply_remote");
+}
+
+TEST_F(ConflictTest, SequentialUpdatesFromOtherOriginsApplyInOrder) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(1, "INSERT INTO t VALUES (1, 'a')");
+    wait_for_sync(1);
+    exec(2, "UPDATE t SET v = 'b' WHERE id = 1");
+    wait_for_sync(2);
+    exec(1, "UPDATE t SET v = 'c' WHERE id = 1");
+    wait_for_sync(1);
+    expect_rows_everywhere("(1,c)");
+    // Without causal information each node sees an update of a row another
+    // node wrote last (as PostgreSQL 18 reports it); the newer one applies.
+    EXPECT_EQ(history(1), "update_origin_differs:apply_remote");
+    EXPECT_EQ(history(2), "update_origin_differs:apply_remote");
+}
+
+TEST_F(ConflictTest, UpdateExistsOnAnotherUniqueIndex) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, u int UNIQUE)");
+    exec(1, "INSERT INTO t VALUES (1, 10)");
+    wait_for_sync(1);
+    pause_all();
+    exec(2, "INSERT INTO t VALUES (3, 30)");
+    tick();
+    exec(1, "UPDATE t SET u = 30 WHERE id = 1");  // later: wins
+    resume_all_and_sync();
+    expect_rows_everywhere("(1,30)");
+    EXPECT_EQ(history(1), "insert_exists:keep_local");
+    EXPECT_EQ(history(2), "update_exists:apply_remote");
+}
+
+TEST_F(ConflictTest, DeleteWinsOverConcurrentUpdate) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(1, "INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+    wait_for_sync(1);
+    pause_all();
+    exec(1, "DELETE FROM t WHERE id = 1");
+    tick();
+    exec(2, "UPDATE t SET v = 'later update' WHERE id = 1");  // later, still loses
+    resume_all_and_sync();
+    expect_rows_everywhere("(2,b)");
+    EXPECT_EQ(history(1), "update_missing:skip");
+    EXPECT_EQ(history(2), "delete_origin_differs:apply_remote");
+}
+
+TEST_F(ConflictTest, DeleteMissing) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY)");
+    exec(1, "INSERT INTO t VALUES (1), (2)");
+    wait_for_sync(1);
+    pause_all();
+    exec(1, "DELETE FROM t WHERE id = 1");
+    exec(2, "DELETE FROM t WHERE id = 1");
+    resume_all_and_sync();
+    expect_rows_everywhere("(2)");
+    EXPECT_EQ(history(1), "delete_missing:skip");
+    EXPECT_EQ(history(2), "delete_missing:skip");
+}
+
+TEST_F(ConflictTest, MultipleUniqueConflictsStopApplyUntilTheDataIsFixed) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, a int UNIQUE, b int UNIQUE)");
+    pause_all();
+    exec(1, "INSERT INTO t VALUES (10, 5, 100), (11, 200, 6)");
+    tick();
+    exec(2, "INSERT INTO t VALUES (12, 5, 6)");  // collides with both rows on node1
+    for (int n = 1; n <= node_count(); n++) exec(n, "SELECT pgmesh.resume_apply()");
+    // node1 cannot apply node2's row: its apply stops with the error shown.
+    ASSERT_TRUE(wait_until(
+        [&] {
+            auto e = query_nullable(1, "SELECT last_error FROM pgmesh.status");
+            return e && e->find("multiple_unique_conflicts") != std::string::npos;
+        },
+        60s));
+    EXPECT_NE(query_value(1, "SELECT last_error FROM pgmesh.status").find("commit LSN"),
+              std::string::npos);
+    EXPECT_NE(history(1).find("multiple_unique_conflicts:error"), std::string::npos);
+    // The operator fixes the data on node1; apply resumes by itself.
+    exec(1, "DELETE FROM t WHERE id = 11");
+    wait_for_sync(2, 120);
+    wait_for_sync(1, 120);
+    expect_rows_everywhere("(12,5,6)");
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.status WHERE connected"), "1");
+}
+
+TEST_F(ConflictTest, SkipTransactionIsTheOtherWayOut) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, a int UNIQUE, b int UNIQUE)");
+    pause_all();
+    exec(1, "INSERT INTO t VALUES (10, 5, 100), (11, 200, 6)");
+    tick();
+    exec(2, "INSERT INTO t VALUES (12, 5, 6)");
+    std::string lsn = query_value(2, "SELECT pg_current_wal_lsn()");
+    for (int n = 1; n <= node_count(); n++) exec(n, "SELECT pgmesh.resume_apply()");
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return query_value(1,
+                               "SELECT count(*) FROM pgmesh.conflict_history WHERE "
+                               "conflict_type = 'multiple_unique_conflicts'") != "0";
+        },
+        60s));
+    std::string commit_lsn =
+        query_value(1,
+                    "SELECT remote_commit_lsn FROM pgmesh.conflict_history WHERE conflict_type = "
+                    "'multiple_unique_conflicts' LIMIT 1");
+    expect_error(1, "SELECT pgmesh.skip_transaction('nosuchnode', '0/1')", "42704");
+    exec(1, "SELECT pgmesh.skip_transaction('node2', '" + commit_lsn + "')");
+    wait_for_sync(2, 60);
+    wait_for_sync(1, 60);
+    // The skipped transaction is not applied on node1; later ones are.
+    EXPECT_EQ(rows(1), "(10,5,100),(11,200,6)");
+    exec(2, "INSERT INTO t VALUES (20, 20, 20)");
+    wait_for_sync(2);
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM t WHERE id = 20"), "1");
+    EXPECT_EQ(query_value(1, "SELECT coalesce(last_error, '') FROM pgmesh.status"), "");
+    (void)lsn;
+}
+
+TEST_F(ConflictTest, PerTableResolvers) {
+    exec_all("CREATE TABLE fuw (id int PRIMARY KEY, v text)");
+    exec_all("CREATE TABLE kl (id int PRIMARY KEY, v text)");
+    exec_all("CREATE TABLE fn (id int PRIMARY KEY, v int)");
+    exec_all("CREATE TABLE err (id int PRIMARY KEY, v int)");
+    exec_all(
+        "CREATE FUNCTION larger_v(kind text, l fn, r fn) RETURNS fn LANGUAGE sql AS "
+        "$$ SELECT CASE WHEN (l).v >= (r).v THEN l ELSE r END $$");
+    // Set on node1 only: the settings replicate.
+    exec(1, "SELECT pgmesh.set_conflict_resolver('fuw', 'insert_exists', 'first_update_wins')");
+    exec(1, "SELECT pgmesh.set_conflict_resolver('kl', 'insert_exists', 'keep_local')");
+    exec(1,
+         "SELECT pgmesh.set_conflict_resolver('fn', 'insert_exists', "
+         "'larger_v(text, fn, fn)')");
+    exec(1, "SELECT pgmesh.set_conflict_resolver('err', 'insert_exists', 'error')");
+    wait_for_sync(1);
+    EXPECT_EQ(query_value(2, "SELECT count(*) FROM pgmesh.conflict_resolver"), "4");
+    pause_all();
+    exec(1, "INSERT INTO fuw VALUES (1, 'first')");
+    exec(1, "INSERT INTO kl VALUES (1, 'node1')");
+    exec(1, "INSERT INTO fn VALUES (1, 500)");
+    tick();
+    exec(2, "INSERT INTO fuw VALUES (1, 'second')");
+    exec(2, "INSERT INTO kl VALUES (1, 'node2')");
+    exec(2, "INSERT INTO fn VALUES (1, 7)");
+    resume_all_and_sync();
+    expect_rows_everywhere("(1,first)", "fuw");  // converges
+    expect_rows_everywhere("(1,500)", "fn");     // converges (a symmetric function)
+    EXPECT_EQ(rows(1, "kl"), "(1,node1)");       // keep_local: each keeps its own
+    EXPECT_EQ(rows(2, "kl"), "(1,node2)");
+    // error: the conflict stops apply.
+    pause_all();
+    exec(1, "INSERT INTO err VALUES (1, 1)");
+    exec(2, "INSERT INTO err VALUES (1, 2)");
+    for (int n = 1; n <= node_count(); n++) exec(n, "SELECT pgmesh.resume_apply()");
+    ASSERT_TRUE(wait_until(
+        [&] {
+            auto e = query_nullable(2, "SELECT last_error FROM pgmesh.status");
+            return e &&
+                   e->find("conflict insert_exists on table \"public.err\"") != std::string::npos;
+        },
+        60s));
+}
+
+TEST_F(ConflictTest, ResolverSettingsAreChecked) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v int)");
+    exec(1, "CREATE FUNCTION wrong(a int) RETURNS int LANGUAGE sql AS 'SELECT a'");
+    expect_error(1, "SELECT pgmesh.set_conflict_resolver('t', 'insert_clash', 'keep_local')",
+                 "22023", "unknown conflict type");
+    expect_error(1, "SELECT pgmesh.set_conflict_resolver('t', 'insert_exists', 'coin_flip')",
+                 "22023", "unknown resolver");
+    expect_error(1,
+                 "SELECT pgmesh.set_conflict_resolver('t', 'update_missing', 'last_update_wins')",
+                 "22023", "cannot resolve update_missing");
+    expect_error(1, "SELECT pgmesh.set_conflict_resolver('t', 'apply_error', 'keep_local')",
+                 "22023", "cannot resolve apply_error");
+    expect_error(1, "SELECT pgmesh.set_conflict_resolver('t', 'insert_exists', 'wrong(int)')",
+                 "42P13", "cannot resolve conflicts");
+    expect_error(1, "SELECT pgmesh.set_conflict_resolver('nosuch', 'insert_exists', 'error')",
+                 "42P01");
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.conflict_resolver"), "0");
+}
+
+TEST_F(ConflictTest, HistoryCanBeSwitchedOffAndIsNotPublic) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(1, "ALTER SYSTEM SET pgmesh.conflict_history = off");
+    exec(1, "SELECT pg_reload_conf()");
+    pause_all();
+    exec(1, "INSERT INTO t VALUES (1, 'a')");
+    tick();
+    exec(2, "INSERT INTO t VALUES (1, 'b')");
+    resume_all_and_sync();
+    expect_rows_everywhere("(1,b)");
+    EXPECT_EQ(history(1), "");                                              // off on node1
+    EXPECT_EQ(history(2), "insert_exists:keep_local");                      // on by default
+    EXPECT_EQ(query_value(1, "SELECT conflicts FROM pgmesh.status"), "1");  // still counted
+    exec(1, "CREATE ROLE app LOGIN");
+    exec(1, "CREATE ROLE watcher LOGIN IN ROLE pgmesh_monitor");
+    exec(1, "SET ROLE app");
+    expect_error(1, "SELECT * FROM pgmesh.conflict_history", "42501");
+    exec(1, "RESET ROLE");
+    exec(1, "SET ROLE watcher");
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.conflict_history"), "0");
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.status"), "1");
+    exec(1, "RESET ROLE");
+}
+
+class RandomizedConflictTest : public ConflictTest {
+protected:
+    std::optional<MeshOptions> cluster_options() const override { return MeshOptions{.nodes = 3}; }
+};
+
+TEST_F(RandomizedConflictTest, ConcurrentWritersOnFewKeysConverge) {
+    exec_all("CREATE TABLE hot (id int PRIMARY KEY, v text, n int)");
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> writers;
+    std::vector<long> ops(node_count() + 1, 0);
+    for (int n = 1; n <= node_count(); n++) {
+        writers.emplace_back([&, n] {
+            std::mt19937 rng(1000 + n);
+            pq::Connection c = connect(n);
+            while (!stop) {
+                int key = static_cast<int>(rng() % 100);
+                std::string k = std::to_string(key);
+                std::string v = "'node" + std::to_string(n) + "-" + std::to_string(ops[n]) + "'";
+                try {
+                    switch (rng() % 3) {
+                        case 0:
+                            c.exec("INSERT INTO hot VALUES (" + k + ", " + v +
+                                   ", 0) "
+                                   "ON CONFLICT (id) DO UPDATE SET v = excluded.v");
+                            break;
+                        case 1:
+                            c.exec("UPDATE hot SET v = " + v + ", n = n + 1 WHERE id = " + k);
+                            break;
+                        default:
+                            c.exec("DELETE FROM hot WHERE id = " + k);
+                    }
+                    ops[n]++;
+                } catch (const pq::Error &) {
+                    // A local error (e.g. a serialization hiccup) is fine here.
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 5));
+            }
+        });
+    }
+    std::this_thread::sleep_for(30s);
+    stop = true;
+    for (auto &w : writers) w.join();
+    wait_for_sync_all(120);
+    EXPECT_TRUE(verify_all());
+    long total_ops = 0;
+    for (int n = 1; n <= node_count(); n++) total_ops += ops[n];
+    std::cout << "[measure] randomized: " << total_ops << " writes in 30 s on 3 nodes\n";
+    for (int n = 1; n <= node_count(); n++) {
+        std::cout << "[measure] node" << n << " conflicts by type: "
+                  << query_value(n,
+                                 "SELECT coalesce(string_agg(conflict_type || '=' || c, ', ' "
+                                 "ORDER BY conflict_type), 'none') FROM (SELECT conflict_type, "
+                                 "count(*) c FROM pgmesh.conflict_history GROUP BY 1) s")
+                  << "\n";
+        // No apply worker is stuck.
+        EXPECT_EQ(query_value(n,
+                              "SELECT count(*) FROM pgmesh.status WHERE connected AND "
+                              "last_error IS NULL"),
+                  "2");
+    }
+    EXPECT_NE(query_value(1, "SELECT count(*) FROM pgmesh.conflict_history"), "0");
+}
+
+}  // namespace
+}  // namespace pgmesh::test
