@@ -14,6 +14,21 @@
 #include <utility>
 
 namespace pgmesh::proto {
+
+// "0x4a ('J')": the byte as hex, and as a character when printable, since
+// type and kind bytes are ASCII letters and a wrong letter is the usual clue.
+std::string describe_byte(uint8_t b) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out = "0x";
+    out += kHex[b >> 4];
+    out += kHex[b & 0x0f];
+    if (b >= 0x20 && b < 0x7f) {
+        out += " ('";
+        out += static_cast<char>(b);
+        out += "')";
+    }
+    return out;
+}
 namespace {
 
 constexpr uint8_t kColumnFlagKey = 0x01;
@@ -47,21 +62,6 @@ const char *message_name(uint8_t type) {
             return "MESSAGE";
     }
     return nullptr;
-}
-
-// "0x4a ('J')": the byte as hex, and as a character when printable, since
-// type and kind bytes are ASCII letters and a wrong letter is the usual clue.
-std::string describe_byte(uint8_t b) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out = "0x";
-    out += kHex[b >> 4];
-    out += kHex[b & 0x0f];
-    if (b >= 0x20 && b < 0x7f) {
-        out += " ('";
-        out += static_cast<char>(b);
-        out += "')";
-    }
-    return out;
 }
 
 // Reads big-endian fields of one message. Each read names the field so that

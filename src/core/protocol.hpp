@@ -130,6 +130,10 @@ struct Message {
 
 using Decoded = std::variant<Begin, Commit, Relation, Insert, Update, Delete, Truncate, Message>;
 
+// "0x4a ('J')": a byte as hex, and as a character when printable, for error
+// messages about unexpected type and kind bytes.
+std::string describe_byte(uint8_t b);
+
 // Decodes exactly one message occupying all of `bytes`. Values in the result
 // point into `bytes`. Throws DecodeError on anything malformed.
 Decoded decode(std::span<const uint8_t> bytes);

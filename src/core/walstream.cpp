@@ -27,20 +27,6 @@ void put64(std::string &out, uint64_t v) {
     }
 }
 
-// "0x72 ('r')", as proto's decoder describes unexpected type bytes.
-std::string describe_byte(uint8_t b) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out = "0x";
-    out += kHex[b >> 4];
-    out += kHex[b & 0x0f];
-    if (b >= 0x20 && b < 0x7f) {
-        out += " ('";
-        out += static_cast<char>(b);
-        out += "')";
-    }
-    return out;
-}
-
 int hex_digit(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -108,7 +94,7 @@ Frame parse_frame(std::span<const uint8_t> copy_data) {
         }
         default:
             throw DecodeError("unknown replication CopyData frame type " +
-                              describe_byte(copy_data[0]));
+                              proto::describe_byte(copy_data[0]));
     }
 }
 

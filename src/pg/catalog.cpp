@@ -12,6 +12,12 @@ const Node *Nodes::find(uint64_t id) const {
     return nullptr;
 }
 
+const Node &Nodes::require_local() const {
+    if (const Node *node = local()) return *node;
+    throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "this database is not a pgmesh node",
+                    {}, "Run pgmesh.create_group() or pgmesh.join_group() first.");
+}
+
 Nodes read_nodes() {
     Nodes nodes;
     pg::call([&] {

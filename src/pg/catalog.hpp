@@ -25,6 +25,9 @@ struct Nodes {
 
     const Node *find(uint64_t id) const;
     const Node *local() const { return local_id ? find(*local_id) : nullptr; }
+    // This node's row; throws 55000 naming the fix when the database is not
+    // a node.
+    const Node &require_local() const;
 };
 
 // Reads the node catalog with SPI. Needs an open transaction; throws

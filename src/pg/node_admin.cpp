@@ -430,11 +430,7 @@ bool wait_until(int timeout_seconds, const std::function<bool()> &done) {
 bool wait_for_ready(int timeout_seconds) {
     return wait_until(timeout_seconds, [] {
         catalog::Nodes nodes = catalog::read_nodes();
-        const catalog::Node *local = nodes.local();
-        if (!local)
-            throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                            "this database is not a pgmesh node", {},
-                            "Run pgmesh.create_group() or pgmesh.join_group() first.");
+        const catalog::Node *local = &nodes.require_local();
         if (local->state != "ready") return false;
         for (const catalog::Node &peer : nodes.all) {
             if (peer.is_local || peer.state != "ready") continue;
@@ -465,11 +461,7 @@ bool wait_for_sync(int timeout_seconds) {
         return insert;
     });
     catalog::Nodes nodes = catalog::read_nodes();
-    const catalog::Node *local = nodes.local();
-    if (!local)
-        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        "this database is not a pgmesh node", {},
-                        "Run pgmesh.create_group() or pgmesh.join_group() first.");
+    const catalog::Node *local = &nodes.require_local();
     std::string slots;
     for (const catalog::Node &peer : nodes.all) {
         if (peer.is_local || peer.state == "parted") continue;
@@ -486,9 +478,7 @@ bool wait_for_sync(int timeout_seconds) {
 
 void set_apply_paused(bool paused) {
     check_server_setup();
-    if (!catalog::read_nodes().local_id)
-        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        "this database is not a pgmesh node");
+    catalog::read_nodes().require_local();
     pg::call([&] {
         LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
         shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, true);

@@ -271,11 +271,7 @@ void startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool is_
     if (started) pg::call([] { StartTransactionCommand(); });
     catalog::Nodes nodes = catalog::read_nodes();
     if (started) pg::call([] { CommitTransactionCommand(); });
-    if (!nodes.local_id)
-        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        "this database is not a pgmesh node", {},
-                        "Run pgmesh.create_group() or pgmesh.join_group() first.");
-    state_of(ctx).local_node_id = *nodes.local_id;
+    state_of(ctx).local_node_id = nodes.require_local().id;
 }
 
 void shutdown(LogicalDecodingContext *ctx) {
