@@ -163,7 +163,12 @@ private:
 
         apply::Applier applier(
             apply::ApplyIdentity{dboid_, local_id, peer_id_, peer_name, copied_until});
-        current_applier = &applier;
+        // The relcache callback must never see the applier once it is gone
+        // (error cleanup after this frame still processes invalidations).
+        struct Registration {
+            explicit Registration(apply::Applier *a) { current_applier = a; }
+            ~Registration() { current_applier = nullptr; }
+        } registration(&applier);
         try {
             loop(conn.get(), applier);
         } catch (const pg::Error &e) {
@@ -291,7 +296,6 @@ void apply_main(Oid dboid, uint64_t peer_node_id) {
     pg::call([&] { BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0); });
     ApplyWorker worker(dboid, peer_node_id);
     worker.run();
-    current_applier = nullptr;
 }
 
 }  // namespace pgmesh::workers
