@@ -165,6 +165,29 @@ TEST_F(ConflictTest, MultipleUniqueConflictsStopApplyUntilTheDataIsFixed) {
     EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.status WHERE connected"), "1");
 }
 
+TEST_F(ConflictTest, ApplyErrorStopsApplyUntilFixed) {
+    // The table exists on node1 only: node2 cannot apply node1's insert.
+    exec(1, "CREATE TABLE only_on_1 (id int PRIMARY KEY)");
+    exec(1, "INSERT INTO only_on_1 VALUES (1)");
+    ASSERT_TRUE(wait_until(
+        [&] {
+            auto e = query_nullable(2, "SELECT last_error FROM pgmesh.status");
+            return e && e->find("does not exist on this node") != std::string::npos;
+        },
+        60s));
+    EXPECT_EQ(query_value(2,
+                          "SELECT conflict_type || ':' || resolution || ':' || "
+                          "(message LIKE '%only_on_1%') FROM pgmesh.conflict_history"),
+              "apply_error:error:true");
+    EXPECT_NE(
+        query_value(2, "SELECT conflicts_by_type::text FROM pgmesh.status").find("apply_error"),
+        std::string::npos);
+    // Fixing it (creating the table) lets apply continue from that transaction.
+    exec(2, "CREATE TABLE only_on_1 (id int PRIMARY KEY)");
+    wait_for_sync(1, 120);
+    EXPECT_EQ(rows(2, "only_on_1"), "(1)");
+}
+
 TEST_F(ConflictTest, SkipTransactionIsTheOtherWayOut) {
     exec_all("CREATE TABLE t (id int PRIMARY KEY, a int UNIQUE, b int UNIQUE)");
     pause_all();
@@ -202,6 +225,7 @@ TEST_F(ConflictTest, PerTableResolvers) {
     exec_all("CREATE TABLE kl (id int PRIMARY KEY, v text)");
     exec_all("CREATE TABLE fn (id int PRIMARY KEY, v int)");
     exec_all("CREATE TABLE err (id int PRIMARY KEY, v int)");
+    exec_all("CREATE TABLE ar (id int PRIMARY KEY, v text)");
     exec_all(
         "CREATE FUNCTION larger_v(kind text, l fn, r fn) RETURNS fn LANGUAGE sql AS "
         "$$ SELECT CASE WHEN (l).v >= (r).v THEN l ELSE r END $$");
@@ -212,8 +236,9 @@ TEST_F(ConflictTest, PerTableResolvers) {
          "SELECT pgmesh.set_conflict_resolver('fn', 'insert_exists', "
          "'larger_v(text, fn, fn)')");
     exec(1, "SELECT pgmesh.set_conflict_resolver('err', 'insert_exists', 'error')");
+    exec(1, "SELECT pgmesh.set_conflict_resolver('ar', 'insert_exists', 'apply_remote')");
     wait_for_sync(1);
-    EXPECT_EQ(query_value(2, "SELECT count(*) FROM pgmesh.conflict_resolver"), "4");
+    EXPECT_EQ(query_value(2, "SELECT count(*) FROM pgmesh.conflict_resolver"), "5");
     pause_all();
     exec(1, "INSERT INTO fuw VALUES (1, 'first')");
     exec(1, "INSERT INTO kl VALUES (1, 'node1')");
@@ -222,7 +247,11 @@ TEST_F(ConflictTest, PerTableResolvers) {
     exec(2, "INSERT INTO fuw VALUES (1, 'second')");
     exec(2, "INSERT INTO kl VALUES (1, 'node2')");
     exec(2, "INSERT INTO fn VALUES (1, 7)");
+    exec(1, "INSERT INTO ar VALUES (1, 'node1')");
+    exec(2, "INSERT INTO ar VALUES (1, 'node2')");
     resume_all_and_sync();
+    EXPECT_EQ(rows(1, "ar"), "(1,node2)");  // apply_remote: each takes the other's
+    EXPECT_EQ(rows(2, "ar"), "(1,node1)");
     expect_rows_everywhere("(1,first)", "fuw");  // converges
     expect_rows_everywhere("(1,500)", "fn");     // converges (a symmetric function)
     EXPECT_EQ(rows(1, "kl"), "(1,node1)");       // keep_local: each keeps its own
