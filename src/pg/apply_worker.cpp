@@ -4,10 +4,13 @@
 // crash streaming restarts right after the last applied commit: exactly once,
 // in commit order.
 //
-// Feedback tells the peer what may be freed: the origin progress after a
-// local WAL flush (apply commits asynchronously), or, when idle with nothing
-// pending, everything received.
+// Feedback tells the peer what may be freed. Apply commits asynchronously,
+// so each applied commit is remembered with its local commit LSN and reported
+// as flushed only once local WAL is flushed past it; with nothing pending and
+// no transaction open, everything received counts. Feedback goes out when the
+// stream goes quiet and the positions moved, and at least every second.
 #include <algorithm>
+#include <deque>
 #include <string>
 
 #include "apply.hpp"
@@ -25,6 +28,9 @@ namespace {
 
 constexpr long kFeedbackIntervalMs = 1000;
 constexpr int kMessagesPerClockCheck = 256;
+// While applied commits wait for the local WAL flush (the WAL writer's
+// delay), look again this often.
+constexpr long kPendingFlushPollMs = 50;
 
 apply::Applier *current_applier = nullptr;  // for the relcache callback
 
@@ -137,6 +143,7 @@ private:
             return replorigin_session_get_progress(false);
         });
 
+        flushed_remote_ = start_lsn;
         remote::Connection conn = remote::connect(
             peer_dsn, true, "pgmesh apply " + catalog::hex_id(local_id) + " from " + peer_name);
         remote::Result exists = remote::exec(
@@ -216,14 +223,20 @@ private:
                                     std::string("lost replication connection to peer: ") +
                                         PQerrorMessage(conn));
             }
-            maybe_feedback(conn, applier, last_feedback, false);
             if (hold) {
+                maybe_feedback(conn, applier, last_feedback, false);
                 // Paused: leave the peer's data unread (TCP pushes back on the
                 // walsender) and keep the connection alive with feedback.
                 pg::wait_latch(200);
                 continue;
             }
-            remote::wait_socket(conn, false, kFeedbackIntervalMs);
+            // The stream is quiet: tell the peer where we are if that moved.
+            if (positions_moved(applier))
+                send_feedback(conn, applier);
+            else
+                maybe_feedback(conn, applier, last_feedback, false);
+            remote::wait_socket(conn, false,
+                                pending_.empty() ? kFeedbackIntervalMs : kPendingFlushPollMs);
             if (!PQconsumeInput(conn))
                 throw pg::Error(
                     ERRCODE_CONNECTION_FAILURE,
@@ -258,6 +271,8 @@ private:
                                          "with commit LSN %X/%X, as asked",
                                          peer_name_.c_str(), LSN_FORMAT_ARGS(commit->commit_lsn))));
                 });
+            XLogRecPtr local_end = pg::call([] { return XactLastCommitEnd; });
+            pending_.push_back(AppliedCommit{commit->end_lsn, local_end});
             update_slot([&](shmem::WorkerSlot &s) {
                 if (skipped) s.skip_lsn = 0;
                 s.applied_lsn = commit->end_lsn;
@@ -276,24 +291,47 @@ private:
         last = now;
     }
 
+    // The remote position whose changes are durable here.
+    uint64_t flushed_position(apply::Applier &applier) {
+        XLogRecPtr local_flush = pg::call([] { return GetFlushRecPtr(nullptr); });
+        while (!pending_.empty() && pending_.front().local_end <= local_flush) {
+            flushed_remote_ = std::max(flushed_remote_, pending_.front().remote_end);
+            pending_.pop_front();
+        }
+        if (!applier.in_transaction() && pending_.empty())
+            return std::max(flushed_remote_, received_lsn_);
+        return flushed_remote_;
+    }
+
+    bool positions_moved(apply::Applier &applier) {
+        return received_lsn_ != sent_write_ || flushed_position(applier) != sent_flush_;
+    }
+
     void send_feedback(PGconn *conn, apply::Applier &applier) {
-        // Flushes local WAL up to the last applied commit first: only then
-        // may the peer forget those changes.
-        uint64_t flushed = pg::call([] { return replorigin_session_get_progress(true); });
-        bool idle = !applier.in_transaction();
-        if (idle) flushed = std::max(flushed, received_lsn_);
+        uint64_t flushed = flushed_position(applier);
         TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
         std::string msg = walstream::standby_status(received_lsn_, flushed, flushed, now, false);
         if (PQputCopyData(conn, msg.data(), static_cast<int>(msg.size())) <= 0 || PQflush(conn))
             throw pg::Error(
                 ERRCODE_CONNECTION_FAILURE,
                 std::string("could not send feedback to peer: ") + PQerrorMessage(conn));
+        sent_write_ = received_lsn_;
+        sent_flush_ = flushed;
     }
+
+    struct AppliedCommit {
+        uint64_t remote_end;   // the peer's commit end LSN
+        XLogRecPtr local_end;  // our commit record's end
+    };
 
     Oid dboid_;
     uint64_t peer_id_;
     shmem::WorkerSlot *slot_ = nullptr;
     uint64_t received_lsn_ = 0;
+    std::deque<AppliedCommit> pending_;  // applied, local WAL not yet flushed
+    uint64_t flushed_remote_ = 0;        // durable here up to this remote LSN
+    uint64_t sent_write_ = 0;            // positions last reported
+    uint64_t sent_flush_ = 0;
     std::string peer_name_;
 };
 
