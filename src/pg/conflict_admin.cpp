@@ -6,33 +6,19 @@
 #include "remote.hpp"
 #include "shmem.hpp"
 #include "walstream.hpp"
+#include "xact_end.hpp"
 
 namespace pgmesh::conflict_admin {
 
 namespace {
 
-bool bump_pending = false;
-
 // Apply workers re-read resolvers when the version moves; it moves only once
 // the new settings are visible.
-void at_transaction_end(XactEvent event, void *) {
-    if (!bump_pending) return;
-    if (event == XACT_EVENT_COMMIT) {
-        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
-        if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, true))
-            d->resolvers_version++;
-        LWLockRelease(shmem::state().lock);
-    }
-    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) bump_pending = false;
-}
-
-void bump_resolvers_at_commit() {
-    static bool registered = false;
-    if (!registered) {
-        pg::call([] { RegisterXactCallback(at_transaction_end, nullptr); });
-        registered = true;
-    }
-    bump_pending = true;
+void bump_resolvers_version(bool committed) {
+    if (!committed) return;
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, true)) d->resolvers_version++;
+    LWLockRelease(shmem::state().lock);
 }
 
 std::string all_type_names() {
@@ -137,7 +123,7 @@ void set_conflict_resolver(Oid relation, const std::string &conflict_type,
         SPI_execute(sql.c_str(), false, 0);
         SPI_finish();
     });
-    bump_resolvers_at_commit();
+    xact_end::at_end(bump_resolvers_version);
 }
 
 void skip_transaction(const std::string &peer_node_name, uint64_t remote_commit_lsn) {

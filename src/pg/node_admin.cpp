@@ -11,6 +11,7 @@
 #include "shmem.hpp"
 #include "walstream.hpp"
 #include "workers.hpp"
+#include "xact_end.hpp"
 
 namespace pgmesh::node_admin {
 
@@ -147,11 +148,13 @@ void set_origin(uint64_t provider, uint64_t lsn) {
     });
 }
 
-bool copy_origin_active = false;
-void watch_transaction_end();
+void reset_copy_origin(bool) {
+    replorigin_session_reset();
+    replorigin_session_origin = InvalidRepOriginId;
+}
 
 // Marks the rest of this transaction's writes with the "pgmesh_copy" origin
-// until it ends (see at_transaction_end).
+// until it ends.
 void write_as_copy() {
     pg::call([] {
         RepOriginId origin = replorigin_by_name("pgmesh_copy", true);
@@ -159,8 +162,7 @@ void write_as_copy() {
         replorigin_session_setup(origin);
         replorigin_session_origin = origin;
     });
-    copy_origin_active = true;
-    watch_transaction_end();
+    xact_end::at_end(reset_copy_origin);
 }
 
 struct PeerSlot {
@@ -223,8 +225,6 @@ void check_server_setup() {
                             errmsg("only superusers can change pgmesh membership")));
     });
 }
-
-void start_manager_at_commit();
 
 uint64_t create_group(const std::string &node_name, const std::string &node_dsn) {
     check_server_setup();
@@ -489,35 +489,13 @@ void set_apply_paused(bool paused) {
 }
 
 namespace {
-bool manager_pending = false;
-}  // namespace
-
-namespace {
-
-void at_transaction_end(XactEvent event, void *) {
-    if (copy_origin_active && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)) {
-        replorigin_session_reset();
-        replorigin_session_origin = InvalidRepOriginId;
-        copy_origin_active = false;
-    }
-    if (!manager_pending) return;
-    if (event == XACT_EVENT_COMMIT) workers::request_manager(MyDatabaseId);
-    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) manager_pending = false;
+void request_manager(bool committed) {
+    if (committed) workers::request_manager(MyDatabaseId);
 }
-
-void watch_transaction_end() {
-    static bool registered = false;
-    if (!registered) {
-        pg::call([] { RegisterXactCallback(at_transaction_end, nullptr); });
-        registered = true;
-    }
-}
-
 }  // namespace
 
 void start_manager_at_commit() {
-    watch_transaction_end();
-    manager_pending = true;
+    xact_end::at_end(request_manager);
 }
 
 }  // namespace pgmesh::node_admin
