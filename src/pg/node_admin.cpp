@@ -456,7 +456,14 @@ bool wait_for_ready(int timeout_seconds) {
 
 bool wait_for_sync(int timeout_seconds) {
     uint64_t target = pg::call([] {
+        // The end of everything inserted so far. Right after a page header
+        // the insert position points past a header not yet written, which
+        // cannot be flushed: the last record ended at the page start.
         XLogRecPtr insert = GetXLogInsertRecPtr();
+        if (XLogSegmentOffset(insert, wal_segment_size) == SizeOfXLogLongPHD)
+            insert -= SizeOfXLogLongPHD;
+        else if (insert % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+            insert -= SizeOfXLogShortPHD;
         XLogFlush(insert);
         return insert;
     });
