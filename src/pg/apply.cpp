@@ -173,6 +173,8 @@ bool find_by_key(ChangeState &cs, const RelationMap &map, const proto::Tuple &ke
 // 2 meaning "more than one"); the first one is left in `conflicting`.
 int unique_conflicts(ChangeState &cs, const RelationMap &map, TupleTableSlot *candidate,
                      ItemPointer self, TupleTableSlot *conflicting) {
+    // Most tables have no unique index besides the key: nothing to probe.
+    if (map.unique_indexes.empty()) return 0;
     int found = 0;
     ItemPointerData first;
     ItemPointerSetInvalid(&first);
