@@ -267,12 +267,6 @@ Message read_message(Reader &r) {
     return m;
 }
 
-template <typename T>
-Decoded finish(Reader &r, T &&m) {
-    r.expect_end();
-    return Decoded(std::forward<T>(m));
-}
-
 // Counts travel as u16 and are capped at kMaxColumns; refusing here keeps the
 // encoder from producing a message every decoder would reject.
 uint16_t checked_natts(size_t n, const char *what) {
@@ -286,34 +280,56 @@ uint16_t checked_natts(size_t n, const char *what) {
 
 }  // namespace
 
-Decoded decode(std::span<const uint8_t> bytes) {
+namespace {
+
+// The message at the start of `r`'s input; the caller checks what follows.
+Decoded read_any(Reader &r, uint8_t type) {
+    r.u8("type");
+    switch (static_cast<MessageType>(type)) {
+        case MessageType::kBegin:
+            return read_begin(r);
+        case MessageType::kCommit:
+            return read_commit(r);
+        case MessageType::kRelation:
+            return read_relation(r);
+        case MessageType::kInsert:
+            return read_insert(r);
+        case MessageType::kUpdate:
+            return read_update(r);
+        case MessageType::kDelete:
+            return read_delete(r);
+        case MessageType::kTruncate:
+            return read_truncate(r);
+        case MessageType::kMessage:
+            return read_message(r);
+    }
+    // message_name() accepted the byte, so the switch above covered it.
+    throw DecodeError("unknown pgmesh message type " + describe_byte(type));
+}
+
+const char *checked_name(std::span<const uint8_t> bytes) {
     if (bytes.empty()) throw DecodeError("empty pgmesh message");
     const char *name = message_name(bytes[0]);
     if (name == nullptr) {
         throw DecodeError("unknown pgmesh message type " + describe_byte(bytes[0]));
     }
-    Reader r(bytes, name);
-    r.u8("type");
-    switch (static_cast<MessageType>(bytes[0])) {
-        case MessageType::kBegin:
-            return finish(r, read_begin(r));
-        case MessageType::kCommit:
-            return finish(r, read_commit(r));
-        case MessageType::kRelation:
-            return finish(r, read_relation(r));
-        case MessageType::kInsert:
-            return finish(r, read_insert(r));
-        case MessageType::kUpdate:
-            return finish(r, read_update(r));
-        case MessageType::kDelete:
-            return finish(r, read_delete(r));
-        case MessageType::kTruncate:
-            return finish(r, read_truncate(r));
-        case MessageType::kMessage:
-            return finish(r, read_message(r));
-    }
-    // message_name() accepted the byte, so the switch above covered it.
-    throw DecodeError("unknown pgmesh message type " + describe_byte(bytes[0]));
+    return name;
+}
+
+}  // namespace
+
+Decoded decode(std::span<const uint8_t> bytes) {
+    Reader r(bytes, checked_name(bytes));
+    Decoded m = read_any(r, bytes[0]);
+    r.expect_end();
+    return m;
+}
+
+Decoded decode_next(std::span<const uint8_t> bytes, size_t &consumed) {
+    Reader r(bytes, checked_name(bytes));
+    Decoded m = read_any(r, bytes[0]);
+    consumed = r.offset();
+    return m;
 }
 
 // --- Encoder ---------------------------------------------------------------

@@ -20,7 +20,7 @@
 namespace pgmesh::proto {
 
 // Bumped on any incompatible change of the layout below.
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;
 
 // Largest column count a RELATION or tuple may declare (PostgreSQL's limit).
 inline constexpr uint32_t kMaxColumns = 1600;
@@ -137,6 +137,13 @@ std::string describe_byte(uint8_t b);
 // Decodes exactly one message occupying all of `bytes`. Values in the result
 // point into `bytes`. Throws DecodeError on anything malformed.
 Decoded decode(std::span<const uint8_t> bytes);
+
+// Decodes the message at the start of `bytes` and sets `consumed` to its
+// length; what follows it is left to the next call. A data frame's payload
+// is a batch of one or more messages back to back (protocol version 2): the
+// output plugin sends a whole small transaction in one frame. Throws
+// DecodeError on anything malformed, including an empty input.
+Decoded decode_next(std::span<const uint8_t> bytes, size_t &consumed);
 
 // Appends encoded messages to a byte buffer. Each message call (begin(),
 // insert(), ...) writes one complete message; clear() between messages when

@@ -27,7 +27,7 @@ namespace pgmesh::workers {
 namespace {
 
 constexpr long kFeedbackIntervalMs = 1000;
-constexpr int kMessagesPerClockCheck = 256;
+constexpr int kFramesPerClockCheck = 256;
 // While applied commits wait for the local WAL flush (the WAL writer's
 // delay), look again this often.
 constexpr long kPendingFlushPollMs = 50;
@@ -196,7 +196,7 @@ private:
 
     void loop(PGconn *conn, apply::Applier &applier) {
         TimestampTz last_feedback = 0;
-        int messages_since_clock_check = 0;
+        int frames_since_clock_check = 0;
         for (;;) {
             bool hold = !applier.in_transaction() && paused();
             if (!hold) {
@@ -208,9 +208,9 @@ private:
                         conn, applier,
                         {reinterpret_cast<const uint8_t *>(raw), static_cast<size_t>(len)});
                     // Reading the clock per message costs more than it
-                    // tells: while data flows, look every so many messages.
-                    if (++messages_since_clock_check >= kMessagesPerClockCheck) {
-                        messages_since_clock_check = 0;
+                    // tells: while data flows, look every so many frames.
+                    if (++frames_since_clock_check >= kFramesPerClockCheck) {
+                        frames_since_clock_check = 0;
                         maybe_feedback(conn, applier, last_feedback, false);
                     }
                     continue;
@@ -259,7 +259,17 @@ private:
         }
         auto &data = std::get<walstream::XLogData>(frame);
         received_lsn_ = std::max({received_lsn_, data.start_lsn, data.end_lsn});
-        proto::Decoded message = proto::decode(data.payload);
+        // A batch: one or more messages back to back (docs/protocol.md).
+        std::span<const uint8_t> rest = data.payload;
+        do {
+            size_t used = 0;
+            proto::Decoded message = proto::decode_next(rest, used);
+            rest = rest.subspan(used);
+            handle_message(applier, message);
+        } while (!rest.empty());
+    }
+
+    void handle_message(apply::Applier &applier, const proto::Decoded &message) {
         if (std::holds_alternative<proto::Begin>(message)) applier.skip_transaction_at(skip_lsn());
         applier.handle(message);
         if (auto *commit = std::get_if<proto::Commit>(&message)) {

@@ -37,15 +37,25 @@ protected:
         pq::Rows rows =
             query_rows(1,
                        "SELECT data FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL, "
-                       "'proto_version', '1', 'binary_layout', '" +
+                       "'proto_version', '2', 'binary_layout', '" +
                            layout + "', 'encoding', 'UTF8')");
         std::vector<proto::Decoded> out;
+        frame_sizes_.clear();
         for (const auto &row : rows) {
+            // Each row is one frame: a batch of messages back to back.
             buffers_.push_back(from_hex(*row[0]));
-            out.push_back(proto::decode(buffers_.back()));
+            std::span<const uint8_t> rest = buffers_.back();
+            frame_sizes_.push_back(rest.size());
+            while (!rest.empty()) {
+                size_t used = 0;
+                out.push_back(proto::decode_next(rest, used));
+                rest = rest.subspan(used);
+            }
         }
         return out;
     }
+
+    std::vector<size_t> frame_sizes_;  // bytes per frame of the last peek()
 
     std::vector<proto::Insert> inserts(const std::vector<proto::Decoded> &messages) {
         std::vector<proto::Insert> out;
@@ -97,18 +107,42 @@ TEST_F(OutputPluginTest, RefusesOtherProtocolVersionsAndEncodings) {
     exec(1, "SELECT pg_create_logical_replication_slot('peek', 'pgmesh')");
     expect_error(1,
                  "SELECT * FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL, "
-                 "'proto_version', '2')",
-                 "0A000", "protocol version 2 is not supported");
+                 "'proto_version', '1')",
+                 "0A000", "protocol version 1 is not supported");
     expect_error(1,
                  "SELECT * FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL, "
-                 "'proto_version', '1', 'encoding', 'LATIN1')",
+                 "'proto_version', '2', 'encoding', 'LATIN1')",
                  "0A000", "encoding");
     expect_error(1,
                  "SELECT * FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL, "
-                 "'proto_version', '1', 'bogus', 'x')",
+                 "'proto_version', '2', 'bogus', 'x')",
                  "22023", "unknown pgmesh output plugin option");
     expect_error(1, "SELECT * FROM pg_logical_slot_peek_binary_changes('peek', NULL, NULL)",
                  "22023", "proto_version");
+}
+
+// A small transaction leaves as one frame (one send() for the walsender); a
+// large one in frames of about 64 kB, so that it streams instead of piling up.
+TEST_F(OutputPluginTest, SmallTransactionsAreOneFrameLargeOnesArePieces) {
+    exec(1, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
+    exec(1, "SELECT pg_create_logical_replication_slot('peek', 'pgmesh')");
+    exec(1,
+         "BEGIN; INSERT INTO t VALUES (1, 'a'); UPDATE t SET pad = 'b' WHERE id = 1; "
+         "DELETE FROM t WHERE id = 1; COMMIT");
+    auto small = peek(own_layout());
+    ASSERT_EQ(frame_sizes_.size(), 1u);
+    ASSERT_EQ(small.size(), 6u);  // BEGIN, RELATION, INSERT, UPDATE, DELETE, COMMIT
+    EXPECT_TRUE(std::holds_alternative<proto::Begin>(small.front()));
+    EXPECT_TRUE(std::holds_alternative<proto::Commit>(small.back()));
+    exec(1, "SELECT pg_replication_slot_advance('peek', pg_current_wal_lsn())");
+
+    exec(1, "INSERT INTO t SELECT i, repeat('x', 100) FROM generate_series(1, 5000) i");
+    auto large = peek(own_layout());
+    EXPECT_EQ(inserts(large).size(), 5000u);
+    EXPECT_TRUE(std::holds_alternative<proto::Commit>(large.back()));
+    // About 600 kB of inserts: ten frames or so, none far above 64 kB.
+    EXPECT_GE(frame_sizes_.size(), 5u);
+    for (size_t size : frame_sizes_) EXPECT_LT(size, 70u * 1024) << "frame of " << size << " bytes";
 }
 
 TEST_F(OutputPluginTest, ChangesWrittenUnderAnOriginDoNotLeave) {

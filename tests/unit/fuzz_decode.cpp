@@ -33,6 +33,25 @@ void check_message(std::span<const uint8_t> in) {
     }
 }
 
+// A data frame's payload as the apply worker reads it: messages back to
+// back until it is used up; each must re-encode to the bytes it came from.
+void check_batch(std::span<const uint8_t> in) {
+    try {
+        while (!in.empty()) {
+            size_t used = 0;
+            pgmesh::proto::Decoded msg = pgmesh::proto::decode_next(in, used);
+            std::string again = pgmesh::proto::test_support::encode_any(msg);
+            if (used == 0 || used > in.size() || again.size() != used ||
+                std::memcmp(again.data(), in.data(), used) != 0) {
+                std::fprintf(stderr, "batched message re-encodes to different bytes\n");
+                std::abort();
+            }
+            in = in.subspan(used);
+        }
+    } catch (const DecodeError &) {
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -43,6 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         // The payload of a data frame is what the apply worker decodes next.
         if (auto *xlog = std::get_if<pgmesh::walstream::XLogData>(&frame)) {
             check_message(xlog->payload);
+            check_batch(xlog->payload);
         }
     } catch (const DecodeError &) {
     }

@@ -538,6 +538,48 @@ TEST(ProtocolMalformed, TwoMessagesInOneBufferAreTrailingBytes) {
     expect_error(wire, "25 trailing bytes after the message at offset 25");
 }
 
+// A data frame carries a batch: every sample message back to back, read with
+// decode_next, comes back in order and uses up exactly the batch.
+TEST(ProtocolBatch, DecodeNextReadsEveryMessageOfABatchInOrder) {
+    std::string batch;
+    for (const Decoded &msg : samples()) batch += encode_any(msg);
+    std::vector<uint8_t> bytes(batch.begin(), batch.end());
+    std::span<const uint8_t> rest(bytes);
+    size_t n = 0;
+    for (const Decoded &expected : samples()) {
+        ASSERT_FALSE(rest.empty()) << "batch ended after " << n << " messages";
+        size_t used = 0;
+        EXPECT_EQ(decode_next(rest, used), expected) << "message " << n;
+        ASSERT_GT(used, 0u);
+        ASSERT_LE(used, rest.size());
+        rest = rest.subspan(used);
+        ++n;
+    }
+    EXPECT_TRUE(rest.empty());
+    // decode() still wants exactly one message.
+    EXPECT_THROW(decode(bytes), DecodeError);
+}
+
+TEST(ProtocolBatch, ATruncatedLastMessageOrGarbageAfterOneIsRejected) {
+    Encoder enc;
+    enc.begin(Begin{.xid = 7});
+    size_t first = enc.size();
+    enc.commit(Commit{.end_lsn = 9});
+    auto wire = enc.bytes();
+    size_t used = 0;
+    EXPECT_EQ(decode_next(wire, used), Decoded(Begin{.xid = 7}));
+    EXPECT_EQ(used, first);
+    for (size_t len = 0; len < wire.size() - first; ++len) {
+        std::vector<uint8_t> cut(wire.begin() + first, wire.begin() + first + len);
+        EXPECT_THROW(decode_next(cut, used), DecodeError) << "length " << len;
+    }
+    std::vector<uint8_t> garbage(wire.begin(), wire.begin() + first);
+    garbage.push_back('J');
+    EXPECT_EQ(decode_next(garbage, used), Decoded(Begin{.xid = 7}));
+    std::span<const uint8_t> rest = std::span<const uint8_t>(garbage).subspan(used);
+    EXPECT_THROW(decode_next(rest, used), DecodeError);
+}
+
 // Every proper prefix of every valid message must be rejected: the format is
 // self-delimiting, so a prefix can never be a complete message.
 TEST(ProtocolMalformed, EveryTruncationOfEveryMessageIsRejected) {
