@@ -207,7 +207,7 @@ private:
                     handle_frame(
                         conn, applier,
                         {reinterpret_cast<const uint8_t *>(raw), static_cast<size_t>(len)});
-                    // Reading the clock per message costs more than it
+                    // Reading the clock per frame costs more than it
                     // tells: while data flows, look every so many frames.
                     if (++frames_since_clock_check >= kFramesPerClockCheck) {
                         frames_since_clock_check = 0;
