@@ -198,6 +198,53 @@ int unique_conflicts(ChangeState &cs, const RelationMap &map, TupleTableSlot *ca
     return found;
 }
 
+// The unique indexes the probes cover (the key and map.unique_indexes): a
+// concurrent row in one of these sends the change round again. A collision
+// in any other unique index or exclusion constraint stays an error, since no
+// probe would ever find it.
+List *probed_indexes(const RelationMap &map) {
+    List *oids = NIL;
+    if (OidIsValid(map.key_index)) oids = lappend_oid(oids, map.key_index);
+    for (const UniqueIndex &index : map.unique_indexes) oids = lappend_oid(oids, index.oid);
+    return oids;
+}
+
+// Inserts `slot` as ExecSimpleRelationInsert does (triggers, generated
+// columns, constraints), but speculatively, as INSERT ... ON CONFLICT does.
+// A local transaction can commit a row with the same key after our probe
+// found none; a plain insert would then raise a unique violation and stop
+// apply. Returns false in that case, with our tuple already undone, so that
+// the caller probes again and resolves the conflict with the row it finds.
+bool insert_unless_raced(ChangeState &cs, const RelationMap &map, TupleTableSlot *slot) {
+    ResultRelInfo *rri = cs.result_rel;
+    Relation rel = cs.rel;
+    if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
+        !ExecBRInsertTriggers(cs.estate, rri, slot))
+        return true;  // a trigger said "do nothing"
+    if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
+        ExecComputeStoredGenerated(rri, cs.estate, slot, CMD_INSERT);
+    if (rel->rd_att->constr) ExecConstraints(rri, slot, cs.estate);
+    if (rel->rd_rel->relispartition) ExecPartitionCheck(rri, slot, cs.estate, true);
+    List *arbiters = rri->ri_NumIndices > 0 ? probed_indexes(map) : NIL;
+    List *recheck = NIL;
+    if (arbiters == NIL) {
+        simple_table_tuple_insert(rel, slot);
+        if (rri->ri_NumIndices > 0)
+            recheck = ExecInsertIndexTuples(rri, slot, cs.estate, false, false, nullptr, NIL);
+    } else {
+        TransactionId xid = GetCurrentTransactionId();
+        uint32 token = SpeculativeInsertionLockAcquire(xid);
+        table_tuple_insert_speculative(rel, slot, cs.estate->es_output_cid, 0, nullptr, token);
+        bool raced = false;
+        recheck = ExecInsertIndexTuples(rri, slot, cs.estate, false, true, &raced, arbiters);
+        table_tuple_complete_speculative(rel, slot, token, !raced);
+        SpeculativeInsertionLockRelease(xid);
+        if (raced) return false;
+    }
+    ExecARInsertTriggers(cs.estate, rri, slot, recheck, nullptr);
+    return true;
+}
+
 }  // namespace
 
 Applier::Applier(ApplyIdentity identity) : identity_(std::move(identity)) {
@@ -578,7 +625,7 @@ conflict::Resolution Applier::decide(RelationMap &map, conflict::Type type, Tupl
     return resolution;
 }
 
-void Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
+bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
     ChangeState cs{};
     TupleTableSlot *remote = nullptr;
     TupleTableSlot *local = nullptr;
@@ -594,21 +641,21 @@ void Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
         exists = OidIsValid(map.key_index) && find_by_key(cs, map, m.new_tuple, local);
         if (!exists) collisions = unique_conflicts(cs, map, remote, nullptr, other);
     });
-    if (!exists && collisions == 0) {
-        pg::call([&] {
-            ExecSimpleRelationInsert(cs.result_rel, cs.estate, remote);
+    if (!exists && collisions == 0)
+        return pg::call([&] {
+            bool inserted = insert_unless_raced(cs, map, remote);
             end_change(cs);
+            return inserted;
         });
-        return;
-    }
     if (collisions > 1) {
         decide(map, conflict::Type::kMultipleUniqueConflicts, other, remote);  // throws
-        return;
+        return true;
     }
     // The same key exists (or another unique key collides): one version wins.
     TupleTableSlot *existing = exists ? local : other;
     conflict::Resolution r = decide(map, conflict::Type::kInsertExists, existing, remote);
-    pg::call([&] {
+    return pg::call([&] {
+        bool done = true;
         if (r == conflict::Resolution::kApplyRemote) {
             EPQState epq;
             EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
@@ -616,15 +663,16 @@ void Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
                 ExecSimpleRelationUpdate(cs.result_rel, cs.estate, &epq, existing, remote);
             } else {
                 ExecSimpleRelationDelete(cs.result_rel, cs.estate, &epq, existing);
-                ExecSimpleRelationInsert(cs.result_rel, cs.estate, remote);
+                done = insert_unless_raced(cs, map, remote);
             }
             EvalPlanQualEnd(&epq);
         }
         end_change(cs);
+        return done;
     });
 }
 
-void Applier::apply_update(RelationMap &map, const proto::Update &m) {
+bool Applier::apply_update(RelationMap &map, const proto::Update &m) {
     ChangeState cs{};
     TupleTableSlot *local = nullptr;
     TupleTableSlot *updated = nullptr;
@@ -647,12 +695,13 @@ void Applier::apply_update(RelationMap &map, const proto::Update &m) {
         if (complete) pg::call([&] { fill_slot(map, m.new_tuple, updated, nullptr); });
         if (complete) remote = updated;
         conflict::Resolution r = decide(map, conflict::Type::kUpdateMissing, nullptr, remote);
-        pg::call([&] {
+        return pg::call([&] {
+            bool done = true;
             if (r == conflict::Resolution::kApplyRemote && remote)
-                ExecSimpleRelationInsert(cs.result_rel, cs.estate, remote);
+                done = insert_unless_raced(cs, map, remote);
             end_change(cs);
+            return done;
         });
-        return;
     }
     int collisions = 0;
     pg::call([&] {
@@ -663,7 +712,7 @@ void Applier::apply_update(RelationMap &map, const proto::Update &m) {
     if (written_by_another_node(local) && decide(map, conflict::Type::kUpdateOriginDiffers, local,
                                                  remote) != conflict::Resolution::kApplyRemote) {
         pg::call([&] { end_change(cs); });
-        return;
+        return true;
     }
     if (collisions > 1) decide(map, conflict::Type::kMultipleUniqueConflicts, other, remote);
     bool delete_other = false;
@@ -671,7 +720,7 @@ void Applier::apply_update(RelationMap &map, const proto::Update &m) {
         if (decide(map, conflict::Type::kUpdateExists, other, remote) !=
             conflict::Resolution::kApplyRemote) {
             pg::call([&] { end_change(cs); });
-            return;
+            return true;
         }
         delete_other = true;
     }
@@ -683,6 +732,7 @@ void Applier::apply_update(RelationMap &map, const proto::Update &m) {
         EvalPlanQualEnd(&epq);
         end_change(cs);
     });
+    return true;
 }
 
 void Applier::apply_delete(RelationMap &map, const proto::Delete &m) {
@@ -802,11 +852,12 @@ void Applier::handle(const proto::Decoded &message) {
     if (skipping_) return;  // pgmesh.skip_transaction: commit() only advances the origin
 
     MemoryContext old = pg::call([&] { return MemoryContextSwitchTo(message_context_); });
-    if (const auto *ins = std::get_if<proto::Insert>(&message))
-        apply_insert(relation(ins->relid), *ins);
-    else if (const auto *upd = std::get_if<proto::Update>(&message))
-        apply_update(relation(upd->relid), *upd);
-    else if (const auto *del = std::get_if<proto::Delete>(&message))
+    auto run_again = [] { pg::call([] { CHECK_FOR_INTERRUPTS(); }); };
+    if (const auto *ins = std::get_if<proto::Insert>(&message)) {
+        while (!apply_insert(relation(ins->relid), *ins)) run_again();
+    } else if (const auto *upd = std::get_if<proto::Update>(&message)) {
+        while (!apply_update(relation(upd->relid), *upd)) run_again();
+    } else if (const auto *del = std::get_if<proto::Delete>(&message))
         apply_delete(relation(del->relid), *del);
     else if (const auto *tr = std::get_if<proto::Truncate>(&message))
         apply_truncate(*tr);

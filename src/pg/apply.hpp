@@ -111,8 +111,11 @@ private:
     void lookup_local(RelationMap &map);
     void load_resolvers(RelationMap &map);
 
-    void apply_insert(RelationMap &map, const proto::Insert &m);
-    void apply_update(RelationMap &map, const proto::Update &m);
+    // These two return false when a local transaction committed a row with
+    // a colliding key between the probe and the insert: the change is then
+    // run again, and the probe now finds that row.
+    [[nodiscard]] bool apply_insert(RelationMap &map, const proto::Insert &m);
+    [[nodiscard]] bool apply_update(RelationMap &map, const proto::Update &m);
     void apply_delete(RelationMap &map, const proto::Delete &m);
     void apply_truncate(const proto::Truncate &m);
 

@@ -3,6 +3,7 @@
 // node and the conflict history. The randomized test at the end checks that
 // concurrent writers over a small key space converge.
 #include <atomic>
+#include <fstream>
 #include <iostream>
 #include <random>
 #include <thread>
@@ -138,6 +139,35 @@ TEST_F(ConflictTest, DeleteMissing) {
     expect_rows_everywhere("(2)");
     EXPECT_EQ(history(1), "delete_missing:skip");
     EXPECT_EQ(history(2), "delete_missing:skip");
+}
+
+// A local transaction commits the same key between apply's probe (no row)
+// and its insert. A REPLICA trigger on node2 forces that window: it fires in
+// the apply worker just before the insert and commits the competing row from
+// another session (dblink). Apply must notice the collision, probe again and
+// resolve an insert_exists conflict, not stop on a unique violation.
+TEST_F(ConflictTest, LocalInsertRacingApplysInsertIsAConflictNotAnError) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(2, "CREATE EXTENSION dblink");
+    exec(2,
+         "CREATE FUNCTION sneak_in() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+         "PERFORM dblink_exec(" +
+             conn(2).quote_literal(dsn(2)) +
+             ", format('INSERT INTO t VALUES (%s, ''local'') ON CONFLICT DO NOTHING', NEW.id)); "
+             "RETURN NEW; END $$");
+    exec(2, "CREATE TRIGGER sneak_in BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION sneak_in()");
+    exec(2, "ALTER TABLE t ENABLE REPLICA TRIGGER sneak_in");
+    exec(1, "INSERT INTO t VALUES (1, 'remote')");
+    wait_for_sync(1);
+    wait_for_sync(2);
+    // node2's local row committed after node1's: it wins everywhere.
+    expect_rows_everywhere("(1,local)");
+    EXPECT_EQ(history(2), "insert_exists:keep_local");
+    EXPECT_EQ(history(1), "insert_exists:apply_remote");
+    EXPECT_EQ(query_value(2, "SELECT count(*) FROM pgmesh.status WHERE last_error IS NULL"), "1");
+    std::ifstream log(log_file(2));
+    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text.find("duplicate key value"), std::string::npos) << "apply stopped on node2";
 }
 
 TEST_F(ConflictTest, MultipleUniqueConflictsStopApplyUntilTheDataIsFixed) {
@@ -367,7 +397,12 @@ TEST_F(RandomizedConflictTest, ConcurrentWritersOnFewKeysConverge) {
                                  "ORDER BY conflict_type), 'none') FROM (SELECT conflict_type, "
                                  "count(*) c FROM pgmesh.conflict_history GROUP BY 1) s")
                   << "\n";
-        // No apply worker is stuck.
+        // No apply worker stopped, not even for a while.
+        EXPECT_EQ(query_value(n,
+                              "SELECT count(*) FROM pgmesh.conflict_history WHERE resolution = "
+                              "'error'"),
+                  "0")
+            << "node" << n;
         EXPECT_EQ(query_value(n,
                               "SELECT count(*) FROM pgmesh.status WHERE connected AND "
                               "last_error IS NULL"),
