@@ -857,10 +857,11 @@ void Applier::handle(const proto::Decoded &message) {
         while (!apply_insert(relation(ins->relid), *ins)) run_again();
     } else if (const auto *upd = std::get_if<proto::Update>(&message)) {
         while (!apply_update(relation(upd->relid), *upd)) run_again();
-    } else if (const auto *del = std::get_if<proto::Delete>(&message))
+    } else if (const auto *del = std::get_if<proto::Delete>(&message)) {
         apply_delete(relation(del->relid), *del);
-    else if (const auto *tr = std::get_if<proto::Truncate>(&message))
+    } else if (const auto *tr = std::get_if<proto::Truncate>(&message)) {
         apply_truncate(*tr);
+    }
     if (current_relation_ && current_relation_->remote.schema == "pgmesh" &&
         current_relation_->remote.name == "conflict_resolver")
         pg::call([&] {
