@@ -170,6 +170,28 @@ TEST_F(ConflictTest, LocalInsertRacingApplysInsertIsAConflictNotAnError) {
     EXPECT_EQ(text.find("duplicate key value"), std::string::npos) << "apply stopped on node2";
 }
 
+// Not resolved (docs/conflicts.md, known limits): a remote UPDATE that moves
+// a row onto a primary key that exists here. Apply stops with the unique
+// violation, recorded as apply_error, rather than diverge silently.
+TEST_F(ConflictTest, KeyChangeOntoAnExistingKeyStopsApply) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(1, "INSERT INTO t VALUES (1, 'a')");
+    wait_for_sync(1);
+    pause_all();
+    exec(1, "UPDATE t SET id = 2 WHERE id = 1");
+    exec(2, "INSERT INTO t VALUES (2, 'b')");
+    for (int n = 1; n <= node_count(); n++) exec(n, "SELECT pgmesh.resume_apply()");
+    ASSERT_TRUE(wait_until(
+        [&] {
+            auto e = query_nullable(2, "SELECT last_error FROM pgmesh.status");
+            return e && e->find("duplicate key value violates unique constraint \"t_pkey\"") !=
+                            std::string::npos;
+        },
+        60s));
+    EXPECT_NE(history(2).find("apply_error:error"), std::string::npos);
+    EXPECT_EQ(rows(2), "(1,a),(2,b)");  // nothing applied from that transaction
+}
+
 TEST_F(ConflictTest, MultipleUniqueConflictsStopApplyUntilTheDataIsFixed) {
     exec_all("CREATE TABLE t (id int PRIMARY KEY, a int UNIQUE, b int UNIQUE)");
     pause_all();
