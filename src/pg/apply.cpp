@@ -161,6 +161,14 @@ TupleTableSlot *virtual_slot(ChangeState &cs) {
     return ExecInitExtraTupleSlot(cs.estate, RelationGetDescr(cs.rel), &TTSOpsVirtual);
 }
 
+// Deletes the row `row` holds (found and locked by a probe).
+void delete_row(ChangeState &cs, TupleTableSlot *row) {
+    EPQState epq;
+    EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
+    ExecSimpleRelationDelete(cs.result_rel, cs.estate, &epq, row);
+    EvalPlanQualEnd(&epq);
+}
+
 bool find_by_key(ChangeState &cs, const RelationMap &map, const proto::Tuple &key,
                  TupleTableSlot *local) {
     TupleTableSlot *search = virtual_slot(cs);
@@ -169,33 +177,41 @@ bool find_by_key(ChangeState &cs, const RelationMap &map, const proto::Tuple &ke
 }
 
 // Rows other than `self` that `candidate` would collide with in a unique
-// index other than the primary key. Returns how many distinct rows (0, 1 or
-// 2 meaning "more than one"); the first one is left in `conflicting`.
+// index other than the primary key, and in the primary key too when
+// `probe_key` (an UPDATE that changes the key). Returns how many distinct
+// rows (0, 1 or 2 meaning "more than one"); the first one is left in
+// `conflicting`.
 int unique_conflicts(ChangeState &cs, const RelationMap &map, TupleTableSlot *candidate,
-                     ItemPointer self, TupleTableSlot *conflicting) {
+                     ItemPointer self, bool probe_key, TupleTableSlot *conflicting) {
+    probe_key = probe_key && OidIsValid(map.key_index);
     // Most tables have no unique index besides the key: nothing to probe.
-    if (map.unique_indexes.empty()) return 0;
+    if (map.unique_indexes.empty() && !probe_key) return 0;
     int found = 0;
     ItemPointerData first;
     ItemPointerSetInvalid(&first);
     TupleTableSlot *probe = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
     slot_getallattrs(candidate);
-    for (const UniqueIndex &index : map.unique_indexes) {
-        bool has_null = false;
-        for (AttrNumber attnum : index.attnums) has_null |= candidate->tts_isnull[attnum - 1];
-        if (has_null) continue;  // NULLs never collide
-        if (!RelationFindReplTupleByIndex(cs.rel, index.oid, LockTupleExclusive, candidate, probe))
-            continue;
-        if (self && ItemPointerEquals(&probe->tts_tid, self)) continue;
-        if (found > 0 && ItemPointerEquals(&probe->tts_tid, &first)) continue;
+    // Counts the row `index` finds for the candidate's values, if any.
+    auto collides_in = [&](Oid index) {
+        if (!RelationFindReplTupleByIndex(cs.rel, index, LockTupleExclusive, candidate, probe))
+            return;
+        if (self && ItemPointerEquals(&probe->tts_tid, self)) return;
+        if (found > 0 && ItemPointerEquals(&probe->tts_tid, &first)) return;
         if (found == 0) {
             first = probe->tts_tid;
             ExecCopySlot(conflicting, probe);
             conflicting->tts_tid = probe->tts_tid;
         }
-        if (++found > 1) break;
+        found++;
+    };
+    if (probe_key) collides_in(map.key_index);
+    for (const UniqueIndex &index : map.unique_indexes) {
+        if (found > 1) break;
+        bool has_null = false;
+        for (AttrNumber attnum : index.attnums) has_null |= candidate->tts_isnull[attnum - 1];
+        if (!has_null) collides_in(index.oid);  // NULLs never collide
     }
-    return found;
+    return std::min(found, 2);
 }
 
 // The unique indexes the probes cover (the key and map.unique_indexes): a
@@ -639,7 +655,7 @@ bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
         local = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
         other = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
         exists = OidIsValid(map.key_index) && find_by_key(cs, map, m.new_tuple, local);
-        if (!exists) collisions = unique_conflicts(cs, map, remote, nullptr, other);
+        if (!exists) collisions = unique_conflicts(cs, map, remote, nullptr, false, other);
     });
     if (!exists && collisions == 0)
         return pg::call([&] {
@@ -706,7 +722,10 @@ bool Applier::apply_update(RelationMap &map, const proto::Update &m) {
     int collisions = 0;
     pg::call([&] {
         fill_slot(map, m.new_tuple, updated, local);
-        collisions = unique_conflicts(cs, map, updated, &local->tts_tid, other);
+        // The origin logs the old key only when the key changed (or for
+        // REPLICA IDENTITY FULL): only then can the new key collide.
+        collisions =
+            unique_conflicts(cs, map, updated, &local->tts_tid, m.old_key.has_value(), other);
     });
     TupleTableSlot *remote = updated;
     if (written_by_another_node(local) && decide(map, conflict::Type::kUpdateOriginDiffers, local,
@@ -719,7 +738,19 @@ bool Applier::apply_update(RelationMap &map, const proto::Update &m) {
     if (collisions == 1) {
         if (decide(map, conflict::Type::kUpdateExists, other, remote) !=
             conflict::Resolution::kApplyRemote) {
-            pg::call([&] { end_change(cs); });
+            // By version, the colliding row keeps the value and the row this
+            // update moved loses. On the update's origin the colliding row
+            // arrives as an insert_exists or update_exists that deletes the
+            // older holder of the value; the same row goes here. Other
+            // resolvers only skip the update.
+            conflict::Resolver resolver =
+                map.resolvers[static_cast<size_t>(conflict::Type::kUpdateExists)].resolver;
+            bool by_version = resolver == conflict::Resolver::kLastUpdateWins ||
+                              resolver == conflict::Resolver::kFirstUpdateWins;
+            pg::call([&] {
+                if (by_version) delete_row(cs, local);
+                end_change(cs);
+            });
             return true;
         }
         delete_other = true;
@@ -754,12 +785,7 @@ void Applier::apply_delete(RelationMap &map, const proto::Delete &m) {
     else if (written_by_another_node(local))
         r = decide(map, conflict::Type::kDeleteOriginDiffers, local, key);
     pg::call([&] {
-        if (found && r == conflict::Resolution::kApplyRemote) {
-            EPQState epq;
-            EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
-            ExecSimpleRelationDelete(cs.result_rel, cs.estate, &epq, local);
-            EvalPlanQualEnd(&epq);
-        }
+        if (found && r == conflict::Resolution::kApplyRemote) delete_row(cs, local);
         end_change(cs);
     });
 }

@@ -114,6 +114,23 @@ TEST_F(ConflictTest, UpdateExistsOnAnotherUniqueIndex) {
     EXPECT_EQ(history(2), "update_exists:apply_remote");
 }
 
+// The mirror of the test above: the update is older, so the inserted row
+// keeps the unique value and the updated row goes (as on node1, where the
+// insert_exists deletes the older holder of u = 30).
+TEST_F(ConflictTest, UpdateExistsOlderUpdateLosesItsRow) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, u int UNIQUE)");
+    exec(1, "INSERT INTO t VALUES (1, 10), (2, 20)");
+    wait_for_sync(1);
+    pause_all();
+    exec(1, "UPDATE t SET u = 30 WHERE id = 1");  // earlier: loses
+    tick();
+    exec(2, "INSERT INTO t VALUES (3, 30)");
+    resume_all_and_sync();
+    expect_rows_everywhere("(2,20),(3,30)");
+    EXPECT_EQ(history(1), "insert_exists:apply_remote");
+    EXPECT_EQ(history(2), "update_exists:keep_local");
+}
+
 TEST_F(ConflictTest, DeleteWinsOverConcurrentUpdate) {
     exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
     exec(1, "INSERT INTO t VALUES (1, 'a'), (2, 'b')");
@@ -170,26 +187,25 @@ TEST_F(ConflictTest, LocalInsertRacingApplysInsertIsAConflictNotAnError) {
     EXPECT_EQ(text.find("duplicate key value"), std::string::npos) << "apply stopped on node2";
 }
 
-// Not resolved (docs/conflicts.md, known limits): a remote UPDATE that moves
-// a row onto a primary key that exists here. Apply stops with the unique
-// violation, recorded as apply_error, rather than diverge silently.
-TEST_F(ConflictTest, KeyChangeOntoAnExistingKeyStopsApply) {
+// A key change onto a key the other node inserted meanwhile: the newer
+// version keeps the key, the older row goes, on both nodes.
+TEST_F(ConflictTest, KeyChangeOntoAnExistingKeyIsUpdateExists) {
     exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
-    exec(1, "INSERT INTO t VALUES (1, 'a')");
+    exec(1, "INSERT INTO t VALUES (1, 'a'), (5, 'e')");
     wait_for_sync(1);
     pause_all();
+    // Key 2: the key change is older and loses. Key 6: it is newer and wins.
     exec(1, "UPDATE t SET id = 2 WHERE id = 1");
+    tick();
     exec(2, "INSERT INTO t VALUES (2, 'b')");
-    for (int n = 1; n <= node_count(); n++) exec(n, "SELECT pgmesh.resume_apply()");
-    ASSERT_TRUE(wait_until(
-        [&] {
-            auto e = query_nullable(2, "SELECT last_error FROM pgmesh.status");
-            return e && e->find("duplicate key value violates unique constraint \"t_pkey\"") !=
-                            std::string::npos;
-        },
-        60s));
-    EXPECT_NE(history(2).find("apply_error:error"), std::string::npos);
-    EXPECT_EQ(rows(2), "(1,a),(2,b)");  // nothing applied from that transaction
+    tick();
+    exec(2, "INSERT INTO t VALUES (6, 'f')");
+    tick();
+    exec(1, "UPDATE t SET id = 6 WHERE id = 5");
+    resume_all_and_sync();
+    expect_rows_everywhere("(2,b),(6,e)");
+    EXPECT_EQ(history(1), "insert_exists:apply_remote,insert_exists:keep_local");
+    EXPECT_EQ(history(2), "update_exists:keep_local,update_exists:apply_remote");
 }
 
 TEST_F(ConflictTest, MultipleUniqueConflictsStopApplyUntilTheDataIsFixed) {
