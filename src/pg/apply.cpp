@@ -211,7 +211,7 @@ int unique_conflicts(ChangeState &cs, const RelationMap &map, TupleTableSlot *ca
         for (AttrNumber attnum : index.attnums) has_null |= candidate->tts_isnull[attnum - 1];
         if (!has_null) collides_in(index.oid);  // NULLs never collide
     }
-    return std::min(found, 2);
+    return found;  // at most 2: the loop stops once a second row is found
 }
 
 // The unique indexes the probes cover (the key and map.unique_indexes): a
@@ -672,16 +672,14 @@ bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
     conflict::Resolution r = decide(map, conflict::Type::kInsertExists, existing, remote);
     return pg::call([&] {
         bool done = true;
-        if (r == conflict::Resolution::kApplyRemote) {
+        if (r == conflict::Resolution::kApplyRemote && exists) {
             EPQState epq;
             EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
-            if (exists) {
-                ExecSimpleRelationUpdate(cs.result_rel, cs.estate, &epq, existing, remote);
-            } else {
-                ExecSimpleRelationDelete(cs.result_rel, cs.estate, &epq, existing);
-                done = insert_unless_raced(cs, map, remote);
-            }
+            ExecSimpleRelationUpdate(cs.result_rel, cs.estate, &epq, existing, remote);
             EvalPlanQualEnd(&epq);
+        } else if (r == conflict::Resolution::kApplyRemote) {
+            delete_row(cs, existing);
+            done = insert_unless_raced(cs, map, remote);
         }
         end_change(cs);
         return done;
