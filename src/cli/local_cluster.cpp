@@ -89,6 +89,41 @@ std::string quote_setting_value(std::string_view value) {
     return quoted;
 }
 
+// The state file has one key=value per line and read_key_values() trims
+// values, so a value with a line break or surrounding whitespace would come
+// back different (or set other keys, such as pg_bindir, whose programs run).
+void check_state_file_value(std::string_view what, std::string_view value) {
+    const bool has_control = std::any_of(value.begin(), value.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+    });
+    if (has_control || (!value.empty() && trim(value) != value)) {
+        throw std::invalid_argument(std::string(what) +
+                                    " must not contain control characters or begin or end with "
+                                    "whitespace");
+    }
+}
+
+// Settings are written as `name = 'value'` lines of postgresql.conf: a name
+// that is not a setting name, or a value with a line break (which no quoted
+// string there can hold), would be a different line than the one asked for.
+void check_setting(const Setting &setting) {
+    auto is_name_character = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '.';
+    };
+    const std::string &name = setting.name;
+    const bool valid_name = !name.empty() && !(name.front() >= '0' && name.front() <= '9') &&
+                            name.front() != '.' &&
+                            std::all_of(name.begin(), name.end(), is_name_character);
+    if (!valid_name) {
+        throw std::invalid_argument("\"" + name +
+                                    "\" is not a setting name (letters, digits, '_' and '.')");
+    }
+    if (setting.value.find_first_of(std::string_view("\n\r\0", 3)) != std::string::npos) {
+        throw std::invalid_argument("the value of " + name + " must not contain a line break");
+    }
+}
+
 bool list_contains(std::string_view comma_separated, std::string_view item) {
     std::stringstream stream{std::string(comma_separated)};
     std::string element;
@@ -307,6 +342,8 @@ LocalCluster LocalCluster::create(const ClusterOptions &options, Progress progre
     if (options.db_name.empty()) throw std::invalid_argument("the database name is empty");
     if (options.dir.empty()) throw std::invalid_argument("no cluster directory given");
 
+    for (const Setting &setting : options.extra_settings) check_setting(setting);
+
     LocalCluster cluster;
     cluster.progress_ = std::move(progress);
     cluster.dir_ = fs::absolute(options.dir).lexically_normal();
@@ -314,12 +351,16 @@ LocalCluster LocalCluster::create(const ClusterOptions &options, Progress progre
     cluster.db_name_ = options.db_name;
     cluster.pg_bindir_ = options.pg_bindir.empty() ? default_pg_bindir() : options.pg_bindir;
     const fs::path &dir = cluster.dir_;
+    check_state_file_value("the database name", cluster.db_name_);
+    check_state_file_value("the cluster directory", dir.string());
+    check_state_file_value("the PostgreSQL program directory", cluster.pg_bindir_.string());
 
     if (exists(dir)) {
         throw std::runtime_error(dir.string() +
                                  " already holds a pgmesh local cluster; stop and remove it "
                                  "with `pgmesh local down --dir " +
-                                 dir.string() + " --purge`, or choose another directory");
+                                 shell_quote(dir.string()) +
+                                 " --purge`, or choose another directory");
     }
     if (fs::exists(dir) && !fs::is_empty(dir)) {
         throw std::runtime_error(dir.string() +

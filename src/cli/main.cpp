@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -14,8 +13,10 @@
 #include <string_view>
 #include <vector>
 
+#include "conninfo.hpp"
 #include "local_cluster.hpp"
 #include "pq.hpp"
+#include "process.hpp"
 #include "table_format.hpp"
 #include "verify.hpp"
 
@@ -223,9 +224,10 @@ void print_log_tail(const local::LocalCluster &cluster, int node_number) {
 
 void print_connection_lines(const local::LocalCluster &cluster) {
     for (const local::NodeInfo &node : cluster.nodes()) {
-        std::cout << "psql \"" << cluster.dsn(node.number) << "\"    # " << node.name << "\n";
+        std::cout << "psql " << local::shell_quote(cluster.dsn(node.number)) << "    # "
+                  << node.name << "\n";
     }
-    std::cout << "Stop with: pgmesh local down --dir " << cluster.dir().string()
+    std::cout << "Stop with: pgmesh local down --dir " << local::shell_quote(cluster.dir().string())
               << "   (add --purge to delete it)\n";
 }
 
@@ -280,7 +282,7 @@ int local_up(const std::vector<std::string> &arguments) {
         }
         std::cerr << "pgmesh: the nodes are stopped; " << dir.string()
                   << " is kept for inspection. Remove it with: pgmesh local down --dir "
-                  << dir.string() << " --purge\n";
+                  << local::shell_quote(dir.string()) << " --purge\n";
         return kExitFailure;
     }
     std::cout << "pgmesh group of " << count_of(cluster->node_count(), "node") << " is up in "
@@ -302,7 +304,8 @@ int local_start(const std::vector<std::string> &arguments) {
         throw std::runtime_error("the cluster in " + cluster.dir().string() +
                                  " was never fully set up (pgmesh local up failed); remove it "
                                  "with `pgmesh local down --dir " +
-                                 cluster.dir().string() + " --purge` and run local up again");
+                                 local::shell_quote(cluster.dir().string()) +
+                                 " --purge` and run local up again");
     }
     try {
         cluster.start_all();
@@ -398,19 +401,15 @@ int status(const std::vector<std::string> &arguments) {
 
 // "host:port/dbname" of a connection string, for reports (never a password).
 std::string dsn_label(const std::string &dsn) {
-    char *error_message = nullptr;
-    std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> parsed(
-        PQconninfoParse(dsn.c_str(), &error_message), &PQconninfoFree);
-    if (!parsed) {
-        std::string reason = error_message != nullptr ? error_message : "invalid";
-        PQfreemem(error_message);
-        while (!reason.empty() && reason.back() == '\n') reason.pop_back();
-        throw UsageError("bad --dsn \"" + pq::mask_password(dsn) + "\": " + reason, "verify");
+    std::string error;
+    std::optional<std::vector<conninfo::Option>> options = conninfo::parse(dsn, &error);
+    if (!options) {
+        // libpq's message can quote the password; neither it nor the DSN is
+        // shown as is.
+        throw UsageError("bad --dsn: " + conninfo::redact_parse_error(error), "verify");
     }
     std::map<std::string, std::string> values;
-    for (const PQconninfoOption *option = parsed.get(); option->keyword != nullptr; ++option) {
-        if (option->val != nullptr) values[option->keyword] = option->val;
-    }
+    for (const conninfo::Option &option : *options) values[option.keyword] = option.value;
     std::string host = values.contains("host") ? values["host"] : values["hostaddr"];
     return (host.empty() ? "local" : host) + ":" +
            (values["port"].empty() ? "5432" : values["port"]) + "/" + values["dbname"];

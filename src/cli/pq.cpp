@@ -1,7 +1,8 @@
 #include "pq.hpp"
 
-#include <cctype>
 #include <cstdlib>
+
+#include "conninfo.hpp"
 
 namespace pgmesh::pq {
 
@@ -28,40 +29,12 @@ std::string describe(const std::string &sqlstate, const std::string &message,
     return text;
 }
 
-constexpr std::string_view kMask = "********";
-
-bool is_space(char c) {
-    return std::isspace(static_cast<unsigned char>(c)) != 0;
-}
-
-// Masks the password of a postgres:// or postgresql:// URI.
-std::string mask_uri_password(std::string_view uri, size_t authority_start) {
-    std::string masked(uri);
-    size_t authority_end = masked.find_first_of("/?", authority_start);
-    if (authority_end == std::string::npos) authority_end = masked.size();
-    size_t at = masked.rfind('@', authority_end);
-    if (at != std::string::npos && at >= authority_start) {
-        size_t colon = masked.find(':', authority_start);
-        if (colon != std::string::npos && colon < at) {
-            masked.replace(colon + 1, at - colon - 1, kMask);
-            authority_end = masked.find_first_of("/?", authority_start);
-            if (authority_end == std::string::npos) authority_end = masked.size();
-        }
-    }
-    size_t query = masked.find('?', authority_end);
-    while (query != std::string::npos && query < masked.size()) {
-        size_t param_start = query + 1;
-        size_t param_end = masked.find('&', param_start);
-        if (param_end == std::string::npos) param_end = masked.size();
-        std::string_view param(masked.data() + param_start, param_end - param_start);
-        if (param.starts_with("password=")) {
-            size_t value_start = param_start + std::string_view("password=").size();
-            masked.replace(value_start, param_end - value_start, kMask);
-            param_end = value_start + kMask.size();
-        }
-        query = param_end < masked.size() ? param_end : std::string::npos;
-    }
-    return masked;
+// libpq takes dbname for a connection string to expand when it has a URI
+// prefix or an '=' (recognized_connection_string in fe-connect.c); anything
+// else is a database name.
+bool is_connection_string(std::string_view dsn) {
+    return dsn.starts_with("postgresql://") || dsn.starts_with("postgres://") ||
+           dsn.find('=') != std::string_view::npos;
 }
 
 }  // namespace
@@ -117,6 +90,13 @@ long Result::affected_rows() const {
 }
 
 Connection Connection::open(std::string_view dsn, std::chrono::seconds connect_timeout) {
+    // libpq's parse errors quote pieces of the string, which can be a password
+    // ("password=my secret": missing "=" after "secret"), so a string that
+    // does not parse is reported here, redacted, before libpq sees it.
+    if (std::string error; is_connection_string(dsn) && !conninfo::parse(dsn, &error)) {
+        throw Error(std::string(kSqlstateConnectionFailed),
+                    "invalid connection string: " + conninfo::redact_parse_error(error));
+    }
     // Keywords are processed in order and later ones win, so the defaults come
     // first and the caller's string (expanded from "dbname") overrides them.
     std::string timeout = std::to_string(connect_timeout.count());
@@ -206,61 +186,11 @@ std::string Connection::dbname() const {
 }
 
 std::string mask_password(std::string_view dsn) {
-    for (std::string_view scheme : {"postgresql://", "postgres://"}) {
-        if (dsn.starts_with(scheme)) return mask_uri_password(dsn, scheme.size());
-    }
-    // keyword = value pairs; values may be single-quoted with backslash escapes.
-    std::string masked;
-    size_t pos = 0;
-    const size_t size = dsn.size();
-    while (pos < size) {
-        size_t token_start = pos;
-        while (pos < size && is_space(dsn[pos])) ++pos;
-        size_t key_start = pos;
-        while (pos < size && dsn[pos] != '=' && !is_space(dsn[pos])) ++pos;
-        std::string_view key = dsn.substr(key_start, pos - key_start);
-        while (pos < size && is_space(dsn[pos])) ++pos;
-        if (pos >= size || dsn[pos] != '=') {
-            // Malformed: keep what parsed, hide the rest if it could hold a secret.
-            std::string_view rest = dsn.substr(token_start);
-            masked += rest.find("password") == std::string_view::npos ? std::string(rest)
-                                                                      : " " + std::string(kMask);
-            return masked;
-        }
-        ++pos;  // '='
-        while (pos < size && is_space(dsn[pos])) ++pos;
-        masked.append(dsn.substr(token_start, pos - token_start));
-        size_t value_start = pos;
-        if (pos < size && dsn[pos] == '\'') {
-            ++pos;
-            while (pos < size && dsn[pos] != '\'') pos += dsn[pos] == '\\' ? 2 : 1;
-            pos = std::min(pos + 1, size);
-        } else {
-            while (pos < size && !is_space(dsn[pos])) pos += dsn[pos] == '\\' ? 2 : 1;
-            pos = std::min(pos, size);
-        }
-        if (key == "password") {
-            masked.append(kMask);
-        } else {
-            masked.append(dsn.substr(value_start, pos - value_start));
-        }
-    }
-    return masked;
+    return conninfo::mask(dsn);
 }
 
 std::string quote_conninfo_value(std::string_view value) {
-    bool needs_quotes = value.empty();
-    for (char c : value) {
-        if (is_space(c) || c == '\'' || c == '\\' || c == '=') needs_quotes = true;
-    }
-    if (!needs_quotes) return std::string(value);
-    std::string quoted = "'";
-    for (char c : value) {
-        if (c == '\'' || c == '\\') quoted += '\\';
-        quoted += c;
-    }
-    quoted += '\'';
-    return quoted;
+    return conninfo::quote_value(value);
 }
 
 }  // namespace pgmesh::pq

@@ -93,10 +93,11 @@ private:
 
 class Connection {
 public:
-    // Connects with a keyword/value or URI connection string. Adds
-    // connect_timeout and fallback_application_name defaults that the string
-    // can override. Throws Error (SQLSTATE 08001) on failure; the message
-    // never contains a password.
+    // Connects with a keyword/value or URI connection string (or a bare
+    // database name). Adds connect_timeout and fallback_application_name
+    // defaults that the string can override. Throws Error (SQLSTATE 08001) on
+    // failure; the message never contains a password, also when the string
+    // does not parse.
     static Connection open(std::string_view dsn,
                            std::chrono::seconds connect_timeout = std::chrono::seconds(10));
 
@@ -126,13 +127,16 @@ private:
     ConnectionPtr conn_;
 };
 
-// Returns dsn with the value of every password (keyword/value "password=..."
-// or the password part of a postgres:// URI and its ?password= parameter)
-// replaced by "********", for echoing connection strings safely.
+// dsn in keyword/value form with the value of every option libpq marks
+// secret (password, sslpassword, ...; also in a URI's user:password@ part)
+// replaced by "********", for echoing connection strings safely;
+// "(invalid connection string)" when libpq cannot parse it. See
+// conninfo::mask.
 std::string mask_password(std::string_view dsn);
 
-// Quotes a value for a keyword/value connection string when it needs it
-// (empty, or containing whitespace, quotes or backslashes).
+// A value for a keyword/value connection string, quoted and escaped as libpq
+// reads it back when it needs it (empty, or with whitespace, quotes,
+// backslashes or non-ASCII bytes). See conninfo::quote_value.
 std::string quote_conninfo_value(std::string_view value);
 
 }  // namespace pgmesh::pq

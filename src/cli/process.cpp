@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -175,10 +176,33 @@ std::string describe_command(std::span<const std::string> argv) {
     std::string text;
     for (const std::string &argument : argv) {
         if (!text.empty()) text += ' ';
-        bool plain = !argument.empty() && argument.find_first_of(" '\"\\$") == std::string::npos;
-        text += plain ? argument : "'" + argument + "'";
+        text += shell_quote(argument);
     }
     return text;
+}
+
+std::string shell_quote(std::string_view argument) {
+    auto is_plain = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               std::string_view("_@%+=:,./-").find(c) != std::string_view::npos;
+    };
+    if (!argument.empty() && std::all_of(argument.begin(), argument.end(), is_plain)) {
+        return std::string(argument);
+    }
+    // Inside double quotes only these keep a meaning (! in interactive bash).
+    if (argument.find_first_of("\"\\$`!") == std::string_view::npos) {
+        return "\"" + std::string(argument) + "\"";
+    }
+    std::string quoted = "'";
+    for (char c : argument) {
+        if (c == '\'') {
+            quoted += "'\\''";
+        } else {
+            quoted += c;
+        }
+    }
+    quoted += '\'';
+    return quoted;
 }
 
 void give_to_server_user(const std::filesystem::path &path) {

@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pgmesh::local {
@@ -40,8 +41,14 @@ struct CommandResult {
 CommandResult run_as_server_user(std::span<const std::string> argv,
                                  const std::filesystem::path &cwd);
 
-// "initdb -D /x ..." for messages.
+// "initdb -D /x ..." for messages, each argument through shell_quote.
 std::string describe_command(std::span<const std::string> argv);
+
+// One argument of a command printed for people to paste into a POSIX shell:
+// as is when no shell treats any of its characters specially, else in double
+// quotes when it has none of " \ $ ` ! (so a DSN prints as psql "host=..."),
+// else in single quotes with ' written as '\''.
+std::string shell_quote(std::string_view argument);
 
 // Gives path (not recursively) to the server user when we are root; no-op
 // otherwise.

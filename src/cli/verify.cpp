@@ -30,6 +30,12 @@ ORDER BY 1
 // Hashing each row first keeps the aggregate small (32 bytes per row) and the
 // sort order independent of collations; ROW(v.*) is used instead of the
 // bare alias because a column could carry the alias' name.
+//
+// qualified_table is pasted because a table name cannot be a parameter. It is
+// safe: it comes from kListTables' format('%I.%I', ...) on this same
+// connection, so the server that runs the query quoted it (every double quote
+// doubled, any name quoted when needed), and a server that lied about it
+// could only lie about its own fingerprint.
 std::string fingerprint_query(const std::string &qualified_table) {
     return "SELECT count(*), pg_catalog.md5(coalesce(pg_catalog.string_agg(row_hash, '' "
            "ORDER BY row_hash COLLATE \"C\"), '')) FROM (SELECT pg_catalog.md5(ROW(v.*)::text) "
