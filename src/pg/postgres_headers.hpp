@@ -73,6 +73,15 @@ extern "C" {
 #include "parser/parsetree.h"
 #include "access/commit_ts.h"
 #include "utils/varlena.h"
+#include "utils/datum.h"
+#include "utils/acl.h"
+#include "utils/rls.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_trigger.h"
+#include "rewrite/rewriteHandler.h"
 }
 
 // PostgreSQL defines these as macros; they collide with the C++ library.
@@ -99,3 +108,33 @@ extern "C" {
 #if PG_VERSION_NUM < 150000
 #error "pgmesh needs PostgreSQL 15 or later"
 #endif
+
+// Calls whose names or meaning changed after 15.
+namespace pgmesh::compat {
+
+inline bool owns_relation(Oid relid, Oid role) {
+#if PG_VERSION_NUM >= 160000
+    return object_ownercheck(RelationRelationId, relid, role);
+#else
+    return pg_class_ownercheck(relid, role);
+#endif
+}
+
+inline AclResult function_aclcheck(Oid function, Oid role, AclMode mode) {
+#if PG_VERSION_NUM >= 160000
+    return object_aclcheck(ProcedureRelationId, function, role, mode);
+#else
+    return pg_proc_aclcheck(function, role, mode);
+#endif
+}
+
+// Whether `member` may SET ROLE to `role`. Before 16 membership was enough.
+inline bool can_set_role(Oid member, Oid role) {
+#if PG_VERSION_NUM >= 160000
+    return member_can_set_role(member, role);
+#else
+    return is_member_of_role(member, role);
+#endif
+}
+
+}  // namespace pgmesh::compat
