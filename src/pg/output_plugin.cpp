@@ -27,6 +27,7 @@
 #include "guard.hpp"
 #include "layout.hpp"
 #include "protocol.hpp"
+#include "replicated.hpp"
 
 namespace pgmesh::output {
 
@@ -44,6 +45,11 @@ struct ColumnOut {
 
 struct RelationOut {
     bool replicated = false;
+    // UPDATE and DELETE can name their row to the peers (replicated.hpp).
+    bool identifies_rows = false;
+    // REPLICA IDENTITY FULL: every UPDATE logs the whole old row, so the old
+    // key goes out only when the key changed.
+    bool full_identity = false;
     bool described = false;  // RELATION sent on this stream since the last change
     bool columns_ready = false;
     std::vector<ColumnOut> columns;
@@ -52,6 +58,11 @@ struct RelationOut {
 struct PluginState {
     MemoryContext change_context = nullptr;
     uint64_t local_node_id = 0;
+    std::string local_node_name;
+    // pgmesh.skip_transaction on the subscriber: this transaction goes out
+    // empty (BEGIN, COMMIT), so that the subscriber records the skip.
+    XLogRecPtr skip_lsn = InvalidXLogRecPtr;
+    bool skipping = false;
     bool binary_allowed = false;
     bool begin_sent = false;
     std::unordered_map<Oid, RelationOut> relations;
@@ -87,20 +98,6 @@ bool type_is_builtin(Oid type_oid) {
     return !OidIsValid(element) || element < FirstNormalObjectId;
 }
 
-// Tables whose changes leave this node: ordinary permanent tables, except
-// pgmesh's node-local catalogs.
-bool is_replicated(Relation rel) {
-    if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT) return false;
-    if (rel->rd_rel->relkind != RELKIND_RELATION) return false;
-    Oid pgmesh_ns = get_namespace_oid("pgmesh", true);
-    if (RelationGetNamespace(rel) == pgmesh_ns) {
-        // Group-wide settings travel like data; the rest is node-local.
-        const char *name = RelationGetRelationName(rel);
-        return strcmp(name, "node") == 0 || strcmp(name, "conflict_resolver") == 0;
-    }
-    return true;
-}
-
 void prepare_columns(PluginState &st, RelationOut &out, Relation rel) {
     TupleDesc desc = RelationGetDescr(rel);
     out.columns.clear();
@@ -128,7 +125,9 @@ RelationOut &relation_out(PluginState &st, Relation rel) {
         // again, and the next change prepares it anew.
         out.columns_ready = true;
         out.described = false;
-        out.replicated = is_replicated(rel);
+        out.replicated = replicated::is_replicated(rel);
+        out.identifies_rows = replicated::identifies_rows(rel);
+        out.full_identity = rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL;
         if (out.replicated) prepare_columns(st, out, rel);
     }
     return out;
@@ -164,7 +163,7 @@ void send_relation_once(LogicalDecodingContext *ctx, PluginState &st, RelationOu
                         Relation rel) {
     if (out.described) return;
     TupleDesc desc = RelationGetDescr(rel);
-    Bitmapset *key_attrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
+    Bitmapset *key_attrs = replicated::key_attrs(rel);
     // The message is built in the state, not on this stack: PostgreSQL
     // calls below may longjmp past this frame.
     proto::Relation &msg = st.relation_scratch;
@@ -218,6 +217,44 @@ void encode_tuple(PluginState &st, const RelationOut &out, Relation rel, HeapTup
     }
 }
 
+// A change the peers could not apply as sent: stop the stream with an error
+// that says why, rather than leave the peers behind in silence.
+[[noreturn]] void refuse_change(const PluginState &st, Relation rel, ReorderBufferTXN *txn,
+                                const char *what) {
+    ereport(ERROR,
+            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("pgmesh cannot replicate %s on table \"%s.%s\" (transaction %u, commit "
+                    "LSN %X/%X), which has no primary key or has REPLICA IDENTITY NOTHING",
+                    what, get_namespace_name(RelationGetNamespace(rel)),
+                    RelationGetRelationName(rel), txn->xid, LSN_FORMAT_ARGS(txn->final_lsn)),
+             errdetail("The transaction, on node \"%s\", changed rows that other nodes cannot "
+                       "find without their key.",
+                       st.local_node_name.c_str()),
+             errhint("pgmesh refuses such statements before they commit; this one got past "
+                     "that check. To go on without it, run on the receiving node: SELECT "
+                     "pgmesh.skip_transaction('%s', '%X/%X');",
+                     st.local_node_name.c_str(), LSN_FORMAT_ARGS(txn->final_lsn))));
+    pg_unreachable();
+}
+
+// Whether an UPDATE under REPLICA IDENTITY FULL changed the key.
+bool key_changed(Relation rel, HeapTuple old_tuple, HeapTuple new_tuple, Bitmapset *key_attrs) {
+    TupleDesc desc = RelationGetDescr(rel);
+    int member = -1;
+    while ((member = bms_next_member(key_attrs, member)) >= 0) {
+        AttrNumber attnum = member + FirstLowInvalidHeapAttributeNumber;
+        Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+        bool old_null = false;
+        bool new_null = false;
+        Datum old_value = heap_getattr(old_tuple, attnum, desc, &old_null);
+        Datum new_value = heap_getattr(new_tuple, attnum, desc, &new_null);
+        if (old_null != new_null) return true;
+        if (!old_null && !datumIsEqual(old_value, new_value, att->attbyval, att->attlen))
+            return true;
+    }
+    return false;
+}
+
 const char *option_string(DefElem *elem) {
     if (elem->arg == nullptr || !IsA(elem->arg, String))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -262,6 +299,8 @@ void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool 
                                 errmsg("peer database encoding %s differs from this node's %s",
                                        value, GetDatabaseEncodingName()),
                                 errhint("Create every node's database with the same encoding.")));
+        } else if (strcmp(elem->defname, "skip_commit_lsn") == 0) {
+            st.skip_lsn = DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(value)));
         } else if (strcmp(elem->defname, "subscriber_node_id") == 0) {
             // Informational: the slot name already ties it to the subscriber.
         } else {
@@ -286,6 +325,7 @@ void startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool is_
     catalog::Nodes nodes = catalog::read_nodes();
     if (started) pg::call([] { CommitTransactionCommand(); });
     state_of(ctx).local_node_id = nodes.require_local().id;
+    state_of(ctx).local_node_name = nodes.require_local().name;
 }
 
 void shutdown(LogicalDecodingContext *ctx) {
@@ -294,14 +334,19 @@ void shutdown(LogicalDecodingContext *ctx) {
     if (current_state == owned.get()) current_state = nullptr;
 }
 
-void begin(LogicalDecodingContext *ctx, ReorderBufferTXN *) {
+void begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn) {
     PluginState &st = state_of(ctx);
     st.begin_sent = false;
+    st.skipping = st.skip_lsn != InvalidXLogRecPtr && txn->final_lsn == st.skip_lsn;
     st.encoder.clear();  // nothing of an earlier, failed callback goes out
 }
 
 void commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn) {
     PluginState &st = state_of(ctx);
+    if (st.skipping) {
+        send_begin_once(ctx, st, txn);
+        st.skipping = false;
+    }
     OutputPluginUpdateProgress(ctx, !st.begin_sent);
     if (!st.begin_sent) return;
     st.encoder.commit(proto::Commit{commit_lsn, txn->end_lsn, txn->xact_time.commit_time});
@@ -312,8 +357,14 @@ void commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commi
 void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
             ReorderBufferChange *change) {
     PluginState &st = state_of(ctx);
+    if (st.skipping) return;
     RelationOut &out = relation_out(st, rel);
     if (!out.replicated) return;
+    if ((change->action == REORDER_BUFFER_CHANGE_UPDATE ||
+         change->action == REORDER_BUFFER_CHANGE_DELETE) &&
+        !out.identifies_rows)
+        refuse_change(st, rel, txn,
+                      change->action == REORDER_BUFFER_CHANGE_UPDATE ? "an UPDATE" : "a DELETE");
     MemoryContext old = MemoryContextSwitchTo(st.change_context);
     send_begin_once(ctx, st, txn);
     send_relation_once(ctx, st, out, rel);
@@ -327,8 +378,13 @@ void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
             break;
         case REORDER_BUFFER_CHANGE_UPDATE: {
             ReorderBufferTupleBuf *old_tuple = change->data.tp.oldtuple;
+            if (old_tuple) key_attrs = replicated::key_attrs(rel);
+            // The peers need the old key only when the key changed; under
+            // REPLICA IDENTITY FULL the whole old row is logged every time.
+            if (old_tuple && out.full_identity &&
+                !key_changed(rel, &old_tuple->tuple, &change->data.tp.newtuple->tuple, key_attrs))
+                old_tuple = nullptr;
             if (old_tuple) {
-                key_attrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
                 st.encoder.start_update(relid, natts);
                 encode_tuple(st, out, rel, &old_tuple->tuple, true, key_attrs);
             } else {
@@ -339,16 +395,8 @@ void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
             break;
         }
         case REORDER_BUFFER_CHANGE_DELETE:
-            if (!change->data.tp.oldtuple) {
-                // No replica identity: the ExecutorStart hook refuses such
-                // deletes, so this is a table that lost its key meanwhile.
-                ereport(WARNING, (errmsg("pgmesh cannot replicate a DELETE on \"%s\", which "
-                                         "has no primary key",
-                                         RelationGetRelationName(rel))));
-                MemoryContextSwitchTo(old);
-                return;
-            }
-            key_attrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
+            if (!change->data.tp.oldtuple) refuse_change(st, rel, txn, "a DELETE");
+            key_attrs = replicated::key_attrs(rel);
             st.encoder.start_delete(relid, natts);
             encode_tuple(st, out, rel, &change->data.tp.oldtuple->tuple, true, key_attrs);
             break;
@@ -364,6 +412,7 @@ void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
 void truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations,
               Relation relations[], ReorderBufferChange *change) {
     PluginState &st = state_of(ctx);
+    if (st.skipping) return;
     proto::Truncate &msg = st.truncate_scratch;
     msg.relids.clear();
     MemoryContext old = MemoryContextSwitchTo(st.change_context);
@@ -388,6 +437,7 @@ void message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr, boo
              const char *prefix, Size size, const char *content) {
     if (strncmp(prefix, "pgmesh", 6) != 0) return;
     PluginState &st = state_of(ctx);
+    if (transactional && st.skipping) return;
     if (transactional) send_begin_once(ctx, st, txn);
     st.encoder.message(proto::Message{transactional, prefix, std::string(content, size)});
     // A non-transactional message stands alone: out at once.
