@@ -34,6 +34,10 @@ SELECT n.node_id, n.node_name, pgmesh.mask_dsn(n.dsn) AS dsn, n.state,
  ORDER BY n.node_name;
 
 -- One row per detected conflict on this node. Never replicated.
+-- relid: the local table, for the owner's view of its rows (pgmesh.conflicts).
+-- A failure that stops apply is one row however often the worker retries
+-- the same remote transaction: occurrences counts them, last_occurred_at
+-- says when the last one was.
 CREATE TABLE pgmesh.conflict_history (
     id                 bigserial PRIMARY KEY,
     recorded_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -41,6 +45,7 @@ CREATE TABLE pgmesh.conflict_history (
     remote_node_id     bigint NOT NULL,
     table_schema       text NOT NULL,
     table_name         text NOT NULL,
+    relid              oid,
     conflict_type      text NOT NULL,
     resolution         text NOT NULL,
     local_tuple        jsonb,
@@ -49,9 +54,14 @@ CREATE TABLE pgmesh.conflict_history (
     remote_commit_time timestamptz,
     remote_commit_lsn  pg_lsn,
     remote_xid         bigint,
-    message            text
+    message            text,
+    occurrences        bigint NOT NULL DEFAULT 1,
+    last_occurred_at   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX ON pgmesh.conflict_history (recorded_at);
+-- Finds the row a retried failure repeats.
+CREATE INDEX ON pgmesh.conflict_history (remote_node_id, remote_commit_lsn)
+    WHERE resolution = 'error';
 
 -- Per-table choice of resolver per conflict type. Replicated, so that every
 -- node resolves the same way (the defaults need no row here).
@@ -70,9 +80,38 @@ BEGIN
         CREATE ROLE pgmesh_monitor NOLOGIN;
     END IF;
 END $$;
+-- Monitors see what happened, not the rows it happened to: the tuples are
+-- for superusers and, through pgmesh.conflicts, the table's owner. The error
+-- message is PostgreSQL's primary message plus where; key values, which
+-- PostgreSQL puts in the detail, are never stored.
 REVOKE ALL ON pgmesh.conflict_history, pgmesh.conflict_resolver FROM PUBLIC;
-GRANT SELECT ON pgmesh.conflict_history, pgmesh.conflict_resolver TO pgmesh_monitor;
-GRANT USAGE ON SCHEMA pgmesh TO pgmesh_monitor;
+GRANT SELECT (id, recorded_at, local_node_id, remote_node_id, table_schema, table_name, relid,
+              conflict_type, resolution, local_commit_time, remote_commit_time,
+              remote_commit_lsn, remote_xid, message, occurrences, last_occurred_at)
+    ON pgmesh.conflict_history TO pgmesh_monitor;
+GRANT SELECT ON pgmesh.conflict_resolver TO pgmesh_monitor;
+GRANT USAGE ON SCHEMA pgmesh TO PUBLIC;
+
+-- The conflicts a role may see: monitors (members of pgmesh_monitor) see
+-- every conflict without its rows; the owner of a table (and a superuser)
+-- also sees the rows of that table's conflicts. Rows of conflicts whose
+-- table is gone are for superusers only.
+CREATE VIEW pgmesh.conflicts WITH (security_barrier) AS
+SELECT h.id, h.recorded_at, h.local_node_id, h.remote_node_id, h.table_schema, h.table_name,
+       h.conflict_type, h.resolution,
+       CASE WHEN v.rows_visible THEN h.local_tuple END AS local_tuple,
+       CASE WHEN v.rows_visible THEN h.remote_tuple END AS remote_tuple,
+       h.local_commit_time, h.remote_commit_time, h.remote_commit_lsn, h.remote_xid, h.message,
+       h.occurrences, h.last_occurred_at
+  FROM pgmesh.conflict_history h
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = h.relid
+ CROSS JOIN LATERAL (SELECT
+         EXISTS (SELECT FROM pg_catalog.pg_roles r
+                  WHERE r.rolname = CURRENT_USER AND r.rolsuper)
+         OR (c.relowner IS NOT NULL AND pg_catalog.pg_has_role(c.relowner, 'USAGE'))
+         AS rows_visible) v
+ WHERE v.rows_visible OR pg_catalog.pg_has_role('pgmesh_monitor', 'USAGE');
+GRANT SELECT ON pgmesh.conflicts TO PUBLIC;
 
 CREATE FUNCTION pgmesh.set_conflict_resolver(relation regclass, conflict_type text, resolver text)
 RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_set_conflict_resolver';
@@ -127,8 +166,10 @@ CREATE FUNCTION pgmesh.resume_apply() RETURNS void
 
 REVOKE ALL ON FUNCTION pgmesh.create_group(text, text), pgmesh.join_group(text, text, text),
     pgmesh.pause_apply(), pgmesh.resume_apply(),
-    pgmesh.set_conflict_resolver(regclass, text, text),
     pgmesh.skip_transaction(text, pg_lsn) FROM PUBLIC;
+-- Checks ownership of the table and the right to execute a resolver
+-- function itself: a table's owner chooses how its conflicts resolve.
+GRANT EXECUTE ON FUNCTION pgmesh.set_conflict_resolver(regclass, text, text) TO PUBLIC;
 -- Status shows DSN-free, password-free facts: monitors may read it.
 REVOKE ALL ON FUNCTION pgmesh.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgmesh.worker_status() TO pgmesh_monitor;

@@ -1,16 +1,17 @@
 #include "apply.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <variant>
 
 #include "guard.hpp"
-#include "remote.hpp"
+#include "replicated.hpp"
 #include "settings.hpp"
 #include "shmem.hpp"
+#include "spi.hpp"
+#include "user_context.hpp"
 
 namespace pgmesh::apply {
-
-namespace {
 
 // Executor state for one change on one relation, as PostgreSQL's apply
 // worker builds it. Plain struct: it lives in frames PostgreSQL may longjmp
@@ -20,6 +21,8 @@ struct ChangeState {
     EState *estate;
     ResultRelInfo *result_rel;
 };
+
+namespace {
 
 ChangeState begin_change(Oid relid) {
     ChangeState cs{};
@@ -57,32 +60,39 @@ void end_change(ChangeState &cs) {
 
 Datum convert_value(const ColumnMap &col, const proto::Value &value, const RelationMap &map,
                     size_t index) {
+    const proto::Column &remote = map.remote.columns[index];
     char *copy = static_cast<char *>(palloc(value.data.size() + 1));
     memcpy(copy, value.data.data(), value.data.size());
     copy[value.data.size()] = '\0';
     if (value.kind == proto::ValueKind::kText)
         return InputFunctionCall(const_cast<FmgrInfo *>(&col.text_input), copy, col.input_ioparam,
                                  col.local_typmod);
-    if (!col.has_binary_input || map.remote.columns[index].type_oid != col.local_type)
-        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-                        errmsg("binary value for column \"%s\" of \"%s.%s\" does not match the "
-                               "local column type",
-                               map.remote.columns[index].name.c_str(), map.remote.schema.c_str(),
-                               map.remote.name.c_str()),
-                        errhint("Give the column the same type on every node.")));
+    bool same_type = remote.type_oid == col.local_type;
+    if (same_type ? !col.has_binary_input : !col.converts)
+        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                        errmsg("peer sent a binary value of type %u for column \"%s\" of "
+                               "\"%s.%s\", which only built-in types may have",
+                               remote.type_oid, remote.name.c_str(), map.remote.schema.c_str(),
+                               map.remote.name.c_str())));
     StringInfoData buf;
     buf.data = copy;
     buf.len = static_cast<int>(value.data.size());
     buf.maxlen = buf.len + 1;
     buf.cursor = 0;
-    Datum d = ReceiveFunctionCall(const_cast<FmgrInfo *>(&col.binary_input), &buf,
-                                  col.input_ioparam, col.local_typmod);
+    FmgrInfo *receive = const_cast<FmgrInfo *>(same_type ? &col.binary_input : &col.remote_receive);
+    Datum d = ReceiveFunctionCall(receive, &buf, same_type ? col.input_ioparam : col.remote_ioparam,
+                                  same_type ? col.local_typmod : -1);
     if (buf.cursor != buf.len)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-                        errmsg("incorrect binary data format in column \"%s\" of \"%s.%s\"",
-                               map.remote.columns[index].name.c_str(), map.remote.schema.c_str(),
-                               map.remote.name.c_str())));
-    return d;
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+                 errmsg("incorrect binary data format in column \"%s\" of \"%s.%s\"",
+                        remote.name.c_str(), map.remote.schema.c_str(), map.remote.name.c_str())));
+    if (same_type) return d;
+    // Another type here (int4 there, int8 here): through its text form, as
+    // a text value would have come.
+    char *text = OutputFunctionCall(const_cast<FmgrInfo *>(&col.remote_output), d);
+    return InputFunctionCall(const_cast<FmgrInfo *>(&col.text_input), text, col.input_ioparam,
+                             col.local_typmod);
 }
 
 void check_width(const RelationMap &map, const proto::Tuple &tuple) {
@@ -93,10 +103,24 @@ void check_width(const RelationMap &map, const proto::Tuple &tuple) {
                         map.remote.schema.c_str(), map.remote.name.c_str(), map.columns.size())));
 }
 
+// The DEFAULT of every local column the peer does not send, into `slot`
+// (NULL where there is none), as PostgreSQL's apply fills them. Runs as the
+// table's owner, like the rest of the change.
+void fill_defaults(ChangeState &cs, const RelationMap &map, TupleTableSlot *slot) {
+    ExprContext *econtext = GetPerTupleExprContext(cs.estate);
+    for (AttrNumber attnum : map.local_only) {
+        auto *expr = reinterpret_cast<Expr *>(build_column_default(cs.rel, attnum));
+        if (!expr) continue;
+        ExprState *state = ExecInitExpr(expression_planner(expr), nullptr);
+        slot->tts_values[attnum - 1] = ExecEvalExpr(state, econtext, &slot->tts_isnull[attnum - 1]);
+    }
+}
+
 // Stores the remote values into `slot`. Columns the remote left unchanged
-// (TOAST) or does not know keep what `base` has (NULL without a base).
-void fill_slot(const RelationMap &map, const proto::Tuple &tuple, TupleTableSlot *slot,
-               TupleTableSlot *base) {
+// (TOAST) or does not know keep what `base` has; without a base (a new row)
+// those it does not know get their DEFAULT.
+void fill_slot(ChangeState &cs, const RelationMap &map, const proto::Tuple &tuple,
+               TupleTableSlot *slot, TupleTableSlot *base) {
     check_width(map, tuple);
     int natts = slot->tts_tupleDescriptor->natts;
     ExecClearTuple(slot);
@@ -127,6 +151,7 @@ void fill_slot(const RelationMap &map, const proto::Tuple &tuple, TupleTableSlot
                 slot->tts_isnull[a] = false;
         }
     }
+    if (!base) fill_defaults(cs, map, slot);
     ExecStoreVirtualTuple(slot);
 }
 
@@ -261,6 +286,78 @@ bool insert_unless_raced(ChangeState &cs, const RelationMap &map, TupleTableSlot
     return true;
 }
 
+// The current user (the table's owner, see AsTableOwner) may make this kind
+// of change to the table.
+void require_privilege(Oid relid, AclMode mode) {
+    AclResult acl = pg_class_aclcheck(relid, GetUserId(), mode);
+    if (acl != ACLCHECK_OK) aclcheck_error(acl, OBJECT_TABLE, get_rel_name(relid));
+}
+
+void check_owner_may_apply(Oid relid, AclMode mode) {
+    require_privilege(relid, mode);
+    // Apply cannot honour row-level security policies, and a policy it
+    // skipped would let the owner write what the policy forbids: refused, as
+    // PostgreSQL's own apply refuses it.
+    if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("user \"%s\" cannot replicate into table \"%s\", which has "
+                               "row-level security enabled for it",
+                               GetUserNameFromId(GetUserId(), true), get_rel_name(relid)),
+                        errhint("Apply runs as the table's owner: let the owner bypass row-level "
+                                "security (no FORCE ROW LEVEL SECURITY, or BYPASSRLS).")));
+}
+
+// Applies a change as the owner of its table (user_context.hpp), who must be
+// allowed to make it, as PostgreSQL 16's apply does. Triggers, defaults,
+// constraints and resolver functions then run with the owner's rights, never
+// with the worker's.
+class AsTableOwner {
+public:
+    AsTableOwner(Oid owner, Oid relid, AclMode mode) {
+        saved_ = pg::call([&] { return user_context::switch_to_untrusted(owner); });
+        active_ = true;
+        try {
+            pg::call([&] { check_owner_may_apply(relid, mode); });
+        } catch (...) {
+            restore();
+            throw;
+        }
+    }
+    ~AsTableOwner() {
+        try {
+            restore();
+        } catch (...) {
+            // The error that got us here aborts the transaction, and the
+            // abort restores the user as well.
+        }
+    }
+    AsTableOwner(const AsTableOwner &) = delete;
+    AsTableOwner &operator=(const AsTableOwner &) = delete;
+
+    void restore() {
+        if (!active_) return;
+        active_ = false;
+        pg::call([&] { user_context::restore(saved_); });
+    }
+
+private:
+    user_context::Saved saved_{};
+    bool active_ = false;
+};
+
+// An ENABLE ALWAYS or ENABLE REPLICA trigger on TRUNCATE: user code that
+// apply's TRUNCATE runs.
+bool has_apply_truncate_trigger(Relation rel) {
+    TriggerDesc *triggers = rel->trigdesc;
+    for (int i = 0; triggers && i < triggers->numtriggers; i++) {
+        const Trigger &t = triggers->triggers[i];
+        if (TRIGGER_FOR_TRUNCATE(t.tgtype) &&
+            (t.tgenabled == TRIGGER_FIRES_ALWAYS || t.tgenabled == TRIGGER_FIRES_ON_REPLICA))
+            return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 Applier::Applier(ApplyIdentity identity) : identity_(std::move(identity)) {
@@ -287,9 +384,10 @@ RelationMap &Applier::relation(uint32_t remote_relid) {
         throw pg::Error(ERRCODE_PROTOCOL_VIOLATION, "peer sent a change for relation " +
                                                         std::to_string(remote_relid) +
                                                         " before describing it");
+    // Set first: a failure to look the table up names it in the history.
+    current_relation_ = &it->second;
     if (!it->second.resolved) resolve(it->second);
     if (it->second.resolvers_version != resolvers_version_) load_resolvers(it->second);
-    current_relation_ = &it->second;
     return it->second;
 }
 
@@ -347,9 +445,33 @@ void Applier::lookup_local(RelationMap &map) {
                     col.has_binary_input = true;
                 }
             }
+            // Binary values come only for built-in types, whose OIDs are the
+            // same on every node: a different one here is read as the
+            // remote type and converted through text.
+            if (remote.type_oid != col.local_type && remote.type_oid < FirstNormalObjectId &&
+                SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(remote.type_oid))) {
+                Oid receive = InvalidOid;
+                Oid output = InvalidOid;
+                bool varlena = false;
+                getTypeBinaryInputInfo(remote.type_oid, &receive, &col.remote_ioparam);
+                getTypeOutputInfo(remote.type_oid, &output, &varlena);
+                fmgr_info_cxt(receive, &col.remote_receive, cache_context_);
+                fmgr_info_cxt(output, &col.remote_output, cache_context_);
+                col.converts = true;
+            }
+        }
+        map.local_only.clear();
+        for (int a = 0; a < desc->natts; a++) {
+            Form_pg_attribute att = TupleDescAttr(desc, a);
+            if (att->attisdropped || att->attgenerated) continue;
+            bool sent =
+                std::any_of(map.columns.begin(), map.columns.end(),
+                            [&](const ColumnMap &c) { return c.local_attnum == att->attnum; });
+            if (!sent) map.local_only.push_back(att->attnum);
         }
         map.local_relid = relid;
-        map.key_index = RelationGetReplicaIndex(rel);
+        map.owner = rel->rd_rel->relowner;
+        map.key_index = replicated::key_index(rel);
         map.unique_indexes.clear();
         List *indexes = RelationGetIndexList(rel);
         ListCell *lc;
@@ -382,35 +504,21 @@ void Applier::load_resolvers(RelationMap &map) {
     for (int t = 0; t < conflict::kTypeCount; t++)
         map.resolvers[t] =
             ResolverChoice{conflict::default_resolver(static_cast<conflict::Type>(t)), InvalidOid};
-    std::string sql =
+    spi::Rows rows = spi::query(
         "SELECT conflict_type, resolver, "
-        "CASE WHEN resolver LIKE '%(%' THEN to_regprocedure(resolver)::oid END "
-        "FROM pgmesh.conflict_resolver WHERE table_schema = " +
-        remote::quote_literal(map.remote.schema) +
-        " AND table_name = " + remote::quote_literal(map.remote.name);
-    pg::call([&] {
-        PushActiveSnapshot(GetTransactionSnapshot());
-        SPI_connect();
-        SPI_execute(sql.c_str(), false, 0);
-        for (uint64 i = 0; i < SPI_processed; i++) {
-            HeapTuple tuple = SPI_tuptable->vals[i];
-            TupleDesc desc = SPI_tuptable->tupdesc;
-            const char *type_name = SPI_getvalue(tuple, desc, 1);
-            const char *resolver_name = SPI_getvalue(tuple, desc, 2);
-            bool no_function = false;
-            Datum function = SPI_getbinval(tuple, desc, 3, &no_function);
-            auto type = conflict::parse_type(type_name);
-            if (!type) continue;
-            ResolverChoice &choice = map.resolvers[static_cast<size_t>(*type)];
-            if (auto builtin = conflict::parse_resolver(resolver_name))
-                choice = ResolverChoice{*builtin, InvalidOid};
-            else if (!no_function)
-                choice =
-                    ResolverChoice{conflict::Resolver::kUserFunction, DatumGetObjectId(function)};
-        }
-        SPI_finish();
-        PopActiveSnapshot();
-    });
+        "CASE WHEN resolver LIKE '%(%' THEN pg_catalog.to_regprocedure(resolver)::pg_catalog.oid "
+        "END FROM pgmesh.conflict_resolver WHERE table_schema = $1 AND table_name = $2",
+        {spi::text(map.remote.schema), spi::text(map.remote.name)});
+    for (const spi::Row &row : rows) {
+        auto type = conflict::parse_type(row.at(0).value_or(""));
+        if (!type) continue;
+        ResolverChoice &choice = map.resolvers[static_cast<size_t>(*type)];
+        if (auto builtin = conflict::parse_resolver(row.at(1).value_or("")))
+            choice = ResolverChoice{*builtin, InvalidOid};
+        else if (row.at(2))
+            choice = ResolverChoice{conflict::Resolver::kUserFunction,
+                                    static_cast<Oid>(std::stoul(*row.at(2)))};
+    }
     map.resolvers_version = version;
 }
 
@@ -420,6 +528,11 @@ void Applier::commit(const proto::Commit &commit) {
     pg::call([&] {
         replorigin_session_origin_lsn = commit.end_lsn;
         replorigin_session_origin_timestamp = commit.commit_time;
+        // The origin's progress is written with the commit record, which a
+        // transaction that changed nothing (skipped, or every change a
+        // no-op) would not write: without an xid a restart would apply (or
+        // skip) it again.
+        if (!TransactionIdIsValid(GetTopTransactionIdIfAny())) (void)GetTopTransactionId();
         CommitTransactionCommand();
         pgstat_report_activity(STATE_IDLE, nullptr);
     });
@@ -536,81 +649,93 @@ int conflict_errcode(conflict::Type type) {
 
 }  // namespace
 
-void Applier::record(const RelationMap *map, conflict::Type type, conflict::Resolution resolution,
-                     TupleTableSlot *local, TupleTableSlot *remote, const char *message) {
-    std::string local_json;
-    std::string remote_json;
-    pg::call([&] {
-        if (const char *json = row_json(local)) local_json = json;
-        if (const char *json = row_json(remote)) remote_json = json;
-    });
-    int64_t local_time = local ? version_of(local).commit_time : 0;
-    record_rows(map, type, resolution, local_json, remote_json, local_time, message);
-}
-
-void Applier::record_rows(const RelationMap *map, conflict::Type type,
-                          conflict::Resolution resolution, const std::string &local_json,
-                          const std::string &remote_json, int64_t local_commit_time,
-                          const char *message) {
+void Applier::record(conflict::Type type, conflict::Resolution resolution, TupleTableSlot *local,
+                     TupleTableSlot *remote) {
     count(type);
     if (!settings::conflict_history) return;
-    std::string_view type_name = conflict::name(type);
-    std::string_view resolution_name = conflict::name(resolution);
-    const std::string empty;
-    const std::string &schema = map ? map->remote.schema : empty;
-    const std::string &table = map ? map->remote.name : empty;
+    PendingConflict conflict{type, resolution, {}, {}, local ? version_of(local).commit_time : 0};
     pg::call([&] {
-        constexpr int kArgs = 13;
-        Oid types[kArgs] = {INT8OID, INT8OID, TEXTOID, TEXTOID,        TEXTOID,
-                            TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-                            LSNOID,  INT8OID, TEXTOID};
-        Datum values[kArgs];
-        char nulls[kArgs];
-        memset(nulls, ' ', sizeof nulls);
-        auto text_value = [](std::string_view v) {
-            return PointerGetDatum(cstring_to_text_with_len(v.data(), static_cast<int>(v.size())));
-        };
-        values[0] = Int64GetDatum(static_cast<int64>(identity_.local_node_id));
-        values[1] = Int64GetDatum(static_cast<int64>(identity_.peer_node_id));
-        values[2] = text_value(schema);
-        values[3] = text_value(table);
-        values[4] = text_value(type_name);
-        values[5] = text_value(resolution_name);
-        values[6] = text_value(local_json);
-        if (local_json.empty()) nulls[6] = 'n';
-        values[7] = text_value(remote_json);
-        if (remote_json.empty()) nulls[7] = 'n';
-        values[8] = TimestampTzGetDatum(local_commit_time);
-        if (local_commit_time == 0) nulls[8] = 'n';
-        values[9] = TimestampTzGetDatum(begin_.commit_time);
-        values[10] = LSNGetDatum(begin_.final_lsn);
-        values[11] = Int64GetDatum(static_cast<int64>(begin_.xid));
-        values[12] = message ? text_value(message) : (Datum)0;
-        if (!message) nulls[12] = 'n';
-        PushActiveSnapshot(GetTransactionSnapshot());
-        SPI_connect();
-        SPI_execute_with_args(
-            "INSERT INTO pgmesh.conflict_history (local_node_id, remote_node_id, table_schema, "
-            "table_name, conflict_type, resolution, local_tuple, remote_tuple, "
-            "local_commit_time, remote_commit_time, remote_commit_lsn, remote_xid, message) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13)",
-            kArgs, types, values, nulls, false, 0);
-        SPI_finish();
-        PopActiveSnapshot();
+        if (const char *json = row_json(local)) conflict.local_json = json;
+        if (const char *json = row_json(remote)) conflict.remote_json = json;
     });
+    pending_conflicts_.push_back(std::move(conflict));
 }
 
-conflict::Resolution Applier::decide(RelationMap &map, conflict::Type type, TupleTableSlot *local,
-                                     TupleTableSlot *&remote) {
+void Applier::write_pending_conflicts() {
+    for (const PendingConflict &conflict : pending_conflicts_)
+        insert_history_row(conflict, nullptr);
+    pending_conflicts_.clear();
+}
+
+namespace {
+
+// The columns of a history row, $1 to $14 below. A row of pgmesh.node holds
+// a DSN: it is recorded masked, as pgmesh.nodes shows it.
+#define PGMESH_TUPLE(param)                                                    \
+    "CASE WHEN $3 = 'pgmesh' AND $4 = 'node' THEN pg_catalog.jsonb_set(" param \
+    "::pg_catalog.jsonb, '{dsn}', pg_catalog.to_jsonb(pgmesh.mask_dsn(" param  \
+    "::pg_catalog.jsonb ->> 'dsn'))) ELSE " param "::pg_catalog.jsonb END"
+#define PGMESH_INSERT_HISTORY                                                            \
+    "INSERT INTO pgmesh.conflict_history (local_node_id, remote_node_id, table_schema, " \
+    "table_name, relid, conflict_type, resolution, local_tuple, remote_tuple, "          \
+    "local_commit_time, remote_commit_time, remote_commit_lsn, remote_xid, message) "
+#define PGMESH_HISTORY_VALUES                                                            \
+    "$1, $2, $3, $4, $5::pg_catalog.oid, $6, $7, " PGMESH_TUPLE("$8") ", " PGMESH_TUPLE( \
+        "$9") ", $10, $11, $12, $13, $14"
+
+constexpr const char *kInsertHistory = PGMESH_INSERT_HISTORY "VALUES (" PGMESH_HISTORY_VALUES ")";
+
+// A failure that stops apply comes back at every retry of the same remote
+// transaction: the row that recorded it counts it again instead of a new
+// row per retry.
+constexpr const char *kRecordFailure =
+    "WITH repeated AS (UPDATE pgmesh.conflict_history h "
+    "SET occurrences = h.occurrences + 1, last_occurred_at = pg_catalog.clock_timestamp() "
+    "WHERE h.id = (SELECT pg_catalog.max(id) FROM pgmesh.conflict_history "
+    "WHERE remote_node_id = $2 AND remote_commit_lsn = $12 AND resolution = 'error') "
+    "AND h.conflict_type = $6 AND h.message IS NOT DISTINCT FROM $14 RETURNING "
+    "1) " PGMESH_INSERT_HISTORY "SELECT " PGMESH_HISTORY_VALUES
+    " WHERE NOT EXISTS (SELECT FROM repeated)";
+
+#undef PGMESH_INSERT_HISTORY
+#undef PGMESH_HISTORY_VALUES
+#undef PGMESH_TUPLE
+
+}  // namespace
+
+void Applier::insert_history_row(const PendingConflict &conflict, const char *message) {
+    const RelationMap *map = current_relation_;
+    auto json = [](const std::string &text) {
+        return text.empty() ? spi::Param{} : spi::text(text);
+    };
+    spi::Param relid{};
+    if (map && OidIsValid(map->local_relid)) relid = spi::text(std::to_string(map->local_relid));
+    spi::query(
+        conflict.resolution == conflict::Resolution::kError ? kRecordFailure : kInsertHistory,
+        {spi::int8(static_cast<int64_t>(identity_.local_node_id)),
+         spi::int8(static_cast<int64_t>(identity_.peer_node_id)),
+         spi::text(map ? map->remote.schema : ""), spi::text(map ? map->remote.name : ""), relid,
+         spi::text(conflict::name(conflict.type)), spi::text(conflict::name(conflict.resolution)),
+         json(conflict.local_json), json(conflict.remote_json),
+         spi::timestamptz_or_null(conflict.local_commit_time),
+         spi::timestamptz_or_null(begin_.commit_time), spi::lsn(begin_.final_lsn),
+         spi::int8(static_cast<int64_t>(begin_.xid)), message ? spi::text(message) : spi::Param{}});
+}
+
+conflict::Resolution Applier::decide(ChangeState &cs, RelationMap &map, conflict::Type type,
+                                     TupleTableSlot *local, TupleTableSlot *&remote) {
     const ResolverChoice &choice = map.resolvers[static_cast<size_t>(type)];
     conflict::Resolution resolution;
     if (choice.resolver == conflict::Resolver::kUserFunction && local) {
+        // User code: it runs as the table's owner (the change already does),
+        // who must still be allowed to call it.
         TupleTableSlot *chosen = pg::call([&] {
-            Relation rel = table_open(map.local_relid, NoLock);
-            TupleTableSlot *out = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-            TupleTableSlot *r = call_user_resolver(choice.function, rel, type, local, remote, out);
-            table_close(rel, NoLock);
-            return r;
+            AclResult acl = compat::function_aclcheck(choice.function, GetUserId(), ACL_EXECUTE);
+            if (acl != ACLCHECK_OK)
+                aclcheck_error(acl, OBJECT_FUNCTION, get_func_name(choice.function));
+            TupleTableSlot *out =
+                ExecInitExtraTupleSlot(cs.estate, RelationGetDescr(cs.rel), &TTSOpsHeapTuple);
+            return call_user_resolver(choice.function, cs.rel, type, local, remote, out);
         });
         resolution = chosen ? conflict::Resolution::kApplyRemote : conflict::Resolution::kKeepLocal;
         if (chosen) remote = chosen;
@@ -637,7 +762,7 @@ conflict::Resolution Applier::decide(RelationMap &map, conflict::Type type, Tupl
         });
         throw error;
     }
-    record(&map, type, resolution, local, remote, nullptr);
+    record(type, resolution, local, remote);
     return resolution;
 }
 
@@ -651,7 +776,7 @@ bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
     pg::call([&] {
         cs = begin_change(map.local_relid);
         remote = virtual_slot(cs);
-        fill_slot(map, m.new_tuple, remote, nullptr);
+        fill_slot(cs, map, m.new_tuple, remote, nullptr);
         local = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
         other = table_slot_create(cs.rel, &cs.estate->es_tupleTable);
         exists = OidIsValid(map.key_index) && find_by_key(cs, map, m.new_tuple, local);
@@ -664,14 +789,16 @@ bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
             return inserted;
         });
     if (collisions > 1) {
-        decide(map, conflict::Type::kMultipleUniqueConflicts, other, remote);  // throws
+        decide(cs, map, conflict::Type::kMultipleUniqueConflicts, other, remote);  // throws
         return true;
     }
     // The same key exists (or another unique key collides): one version wins.
     TupleTableSlot *existing = exists ? local : other;
-    conflict::Resolution r = decide(map, conflict::Type::kInsertExists, existing, remote);
+    conflict::Resolution r = decide(cs, map, conflict::Type::kInsertExists, existing, remote);
     return pg::call([&] {
         bool done = true;
+        if (r == conflict::Resolution::kApplyRemote)
+            require_privilege(map.local_relid, exists ? ACL_UPDATE : ACL_DELETE);
         if (r == conflict::Resolution::kApplyRemote && exists) {
             EPQState epq;
             EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
@@ -706,35 +833,38 @@ bool Applier::apply_update(RelationMap &map, const proto::Update &m) {
             return v.kind == proto::ValueKind::kUnchanged;
         });
         TupleTableSlot *remote = nullptr;
-        if (complete) pg::call([&] { fill_slot(map, m.new_tuple, updated, nullptr); });
+        if (complete) pg::call([&] { fill_slot(cs, map, m.new_tuple, updated, nullptr); });
         if (complete) remote = updated;
-        conflict::Resolution r = decide(map, conflict::Type::kUpdateMissing, nullptr, remote);
+        conflict::Resolution r = decide(cs, map, conflict::Type::kUpdateMissing, nullptr, remote);
         return pg::call([&] {
             bool done = true;
-            if (r == conflict::Resolution::kApplyRemote && remote)
+            if (r == conflict::Resolution::kApplyRemote && remote) {
+                require_privilege(map.local_relid, ACL_INSERT);
                 done = insert_unless_raced(cs, map, remote);
+            }
             end_change(cs);
             return done;
         });
     }
     int collisions = 0;
     pg::call([&] {
-        fill_slot(map, m.new_tuple, updated, local);
+        fill_slot(cs, map, m.new_tuple, updated, local);
         // The origin logs the old key only when the key changed (or for
         // REPLICA IDENTITY FULL): only then can the new key collide.
         collisions =
             unique_conflicts(cs, map, updated, &local->tts_tid, m.old_key.has_value(), other);
     });
     TupleTableSlot *remote = updated;
-    if (written_by_another_node(local) && decide(map, conflict::Type::kUpdateOriginDiffers, local,
-                                                 remote) != conflict::Resolution::kApplyRemote) {
+    if (written_by_another_node(local) &&
+        decide(cs, map, conflict::Type::kUpdateOriginDiffers, local, remote) !=
+            conflict::Resolution::kApplyRemote) {
         pg::call([&] { end_change(cs); });
         return true;
     }
-    if (collisions > 1) decide(map, conflict::Type::kMultipleUniqueConflicts, other, remote);
+    if (collisions > 1) decide(cs, map, conflict::Type::kMultipleUniqueConflicts, other, remote);
     bool delete_other = false;
     if (collisions == 1) {
-        if (decide(map, conflict::Type::kUpdateExists, other, remote) !=
+        if (decide(cs, map, conflict::Type::kUpdateExists, other, remote) !=
             conflict::Resolution::kApplyRemote) {
             // By version, the colliding row keeps the value and the row this
             // update moved loses. On the update's origin the colliding row
@@ -746,7 +876,10 @@ bool Applier::apply_update(RelationMap &map, const proto::Update &m) {
             bool by_version = resolver == conflict::Resolver::kLastUpdateWins ||
                               resolver == conflict::Resolver::kFirstUpdateWins;
             pg::call([&] {
-                if (by_version) delete_row(cs, local);
+                if (by_version) {
+                    require_privilege(map.local_relid, ACL_DELETE);
+                    delete_row(cs, local);
+                }
                 end_change(cs);
             });
             return true;
@@ -756,6 +889,7 @@ bool Applier::apply_update(RelationMap &map, const proto::Update &m) {
     pg::call([&] {
         EPQState epq;
         EvalPlanQualInit(&epq, cs.estate, nullptr, NIL, -1);
+        if (delete_other) require_privilege(map.local_relid, ACL_DELETE);
         if (delete_other) ExecSimpleRelationDelete(cs.result_rel, cs.estate, &epq, other);
         ExecSimpleRelationUpdate(cs.result_rel, cs.estate, &epq, local, remote);
         EvalPlanQualEnd(&epq);
@@ -779,9 +913,9 @@ void Applier::apply_delete(RelationMap &map, const proto::Delete &m) {
     });
     conflict::Resolution r = conflict::Resolution::kApplyRemote;
     if (!found)
-        r = decide(map, conflict::Type::kDeleteMissing, nullptr, key);
+        r = decide(cs, map, conflict::Type::kDeleteMissing, nullptr, key);
     else if (written_by_another_node(local))
-        r = decide(map, conflict::Type::kDeleteOriginDiffers, local, key);
+        r = decide(cs, map, conflict::Type::kDeleteOriginDiffers, local, key);
     pg::call([&] {
         if (found && r == conflict::Resolution::kApplyRemote) delete_row(cs, local);
         end_change(cs);
@@ -789,15 +923,40 @@ void Applier::apply_delete(RelationMap &map, const proto::Delete &m) {
 }
 
 void Applier::apply_truncate(const proto::Truncate &m) {
-    std::vector<Oid> local;
-    for (uint32_t relid : m.relids) local.push_back(relation(relid).local_relid);
+    std::vector<const RelationMap *> maps;
+    for (uint32_t relid : m.relids) maps.push_back(&relation(relid));
+    if (maps.empty()) return;
+    current_relation_ = maps.front();
+    bool one_owner = std::all_of(maps.begin(), maps.end(), [&](const RelationMap *map) {
+        return map->owner == maps.front()->owner;
+    });
+    // Triggers run as the owner of the tables; TRUNCATE fires them all from
+    // one call, so that works when the tables share their owner. With
+    // several owners it runs as the worker, which is safe only while no
+    // user code runs.
+    std::optional<AsTableOwner> as_owner;
+    if (one_owner) as_owner.emplace(maps.front()->owner, maps.front()->local_relid, ACL_TRUNCATE);
     pg::call([&] {
         PushActiveSnapshot(GetTransactionSnapshot());
         List *rels = NIL;
         List *relids = NIL;
-        for (Oid relid : local) {
-            rels = lappend(rels, table_open(relid, AccessExclusiveLock));
-            relids = lappend_oid(relids, relid);
+        for (const RelationMap *map : maps) {
+            AclResult acl = pg_class_aclcheck(map->local_relid, map->owner, ACL_TRUNCATE);
+            if (acl != ACLCHECK_OK)
+                aclcheck_error(acl, OBJECT_TABLE, get_rel_name(map->local_relid));
+            Relation rel = table_open(map->local_relid, AccessExclusiveLock);
+            if (!one_owner && has_apply_truncate_trigger(rel))
+                ereport(ERROR,
+                        (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                         errmsg("cannot apply a TRUNCATE of tables with different owners: "
+                                "\"%s\" has an ENABLE ALWAYS or ENABLE REPLICA truncate trigger",
+                                RelationGetRelationName(rel)),
+                         errdetail("Apply runs user code as the owner of its table, and one "
+                                   "TRUNCATE cannot run as several owners."),
+                         errhint("Truncate tables of different owners in separate statements, "
+                                 "or skip this transaction with pgmesh.skip_transaction().")));
+            rels = lappend(rels, rel);
+            relids = lappend_oid(relids, map->local_relid);
         }
         ExecuteTruncateGuts(rels, relids, NIL, DROP_RESTRICT, m.restart_identity);
         ListCell *lc;
@@ -807,21 +966,39 @@ void Applier::apply_truncate(const proto::Truncate &m) {
     });
 }
 
+bool Applier::repeats_last_failure(conflict::Type type) {
+    return pg::call([&] {
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        shmem::WorkerSlot *w = shmem::worker_slot(identity_.dboid, identity_.peer_node_id, false);
+        bool repeat =
+            w && w->failed_lsn == begin_.final_lsn && w->failed_type == static_cast<int>(type);
+        if (w) {
+            w->failed_lsn = begin_.final_lsn;
+            w->failed_type = static_cast<int>(type);
+        }
+        LWLockRelease(shmem::state().lock);
+        return repeat;
+    });
+}
+
 void Applier::record_failure(const pg::Error &error, const std::string &message) {
     // Runs in a fresh transaction after the failed one was rolled back; it
     // records only, so it carries no origin progress.
     const auto *conflict_error = dynamic_cast<const ConflictError *>(&error);
     conflict::Type type = conflict_error ? conflict_error->type : conflict::Type::kApplyError;
-    std::string no_row;
+    pending_conflicts_.clear();  // rolled back with the transaction
+    if (!repeats_last_failure(type)) count(type);
+    if (!settings::conflict_history) return;
+    PendingConflict failure{type, conflict::Resolution::kError,
+                            conflict_error ? conflict_error->local_json : std::string(),
+                            conflict_error ? conflict_error->remote_json : std::string(), 0};
     RepOriginId origin = replorigin_session_origin;
     pg::call([] {
         replorigin_session_origin = InvalidRepOriginId;
         StartTransactionCommand();
     });
     try {
-        record_rows(current_relation_, type, conflict::Resolution::kError,
-                    conflict_error ? conflict_error->local_json : no_row,
-                    conflict_error ? conflict_error->remote_json : no_row, 0, message.c_str());
+        insert_history_row(failure, message.c_str());
     } catch (...) {
         pg::call([&] {
             AbortCurrentTransaction();
@@ -847,6 +1024,7 @@ void Applier::handle(const proto::Decoded &message) {
             throw pg::Error(ERRCODE_PROTOCOL_VIOLATION, "peer sent BEGIN inside a transaction");
         begin_ = *b;
         current_relation_ = nullptr;
+        pending_conflicts_.clear();
         skipping_ = skip_lsn_ != 0 && b->final_lsn == skip_lsn_;
         resolvers_version_ = pg::call([&] {
             SetCurrentStatementStartTimestamp();
@@ -877,15 +1055,27 @@ void Applier::handle(const proto::Decoded &message) {
 
     MemoryContext old = pg::call([&] { return MemoryContextSwitchTo(message_context_); });
     auto run_again = [] { pg::call([] { CHECK_FOR_INTERRUPTS(); }); };
+    // Each change runs as its table's owner; its conflicts are written to
+    // the history afterwards, as pgmesh.
     if (const auto *ins = std::get_if<proto::Insert>(&message)) {
-        while (!apply_insert(relation(ins->relid), *ins)) run_again();
+        RelationMap &map = relation(ins->relid);
+        AsTableOwner owner(map.owner, map.local_relid, ACL_INSERT);
+        while (!apply_insert(map, *ins)) run_again();
+        owner.restore();
     } else if (const auto *upd = std::get_if<proto::Update>(&message)) {
-        while (!apply_update(relation(upd->relid), *upd)) run_again();
+        RelationMap &map = relation(upd->relid);
+        AsTableOwner owner(map.owner, map.local_relid, ACL_UPDATE);
+        while (!apply_update(map, *upd)) run_again();
+        owner.restore();
     } else if (const auto *del = std::get_if<proto::Delete>(&message)) {
-        apply_delete(relation(del->relid), *del);
+        RelationMap &map = relation(del->relid);
+        AsTableOwner owner(map.owner, map.local_relid, ACL_DELETE);
+        apply_delete(map, *del);
+        owner.restore();
     } else if (const auto *tr = std::get_if<proto::Truncate>(&message)) {
         apply_truncate(*tr);
     }
+    write_pending_conflicts();
     if (current_relation_ && current_relation_->remote.schema == "pgmesh" &&
         current_relation_->remote.name == "conflict_resolver")
         pg::call([&] {

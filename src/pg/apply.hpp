@@ -30,6 +30,12 @@ struct ColumnMap {
     FmgrInfo text_input;    // typinput
     FmgrInfo binary_input;  // typreceive
     bool has_binary_input = false;
+    // The remote column has another (built-in) type, e.g. int4 against int8:
+    // a binary value is read as the remote type and converted through text.
+    bool converts = false;
+    Oid remote_ioparam = InvalidOid;
+    FmgrInfo remote_receive;
+    FmgrInfo remote_output;
 };
 
 // A unique index other than the primary key, checked for update_exists and
@@ -49,8 +55,12 @@ struct RelationMap {
     proto::Relation remote;
     bool resolved = false;  // local side looked up since the last invalidation
     Oid local_relid = InvalidOid;
+    Oid owner = InvalidOid;  // changes are applied as this role
     Oid key_index = InvalidOid;
     std::vector<ColumnMap> columns;  // one per remote column
+    // Local columns the peer does not send: an inserted row gets their
+    // DEFAULT, an updated row keeps its value.
+    std::vector<AttrNumber> local_only;
     std::vector<UniqueIndex> unique_indexes;
     std::array<ResolverChoice, conflict::kTypeCount> resolvers;
     uint64_t resolvers_version = UINT64_MAX;  // shmem version they were read at
@@ -63,6 +73,19 @@ struct ApplyIdentity {
     uint64_t peer_node_id = 0;
     std::string peer_name;
     int64_t copied_until = 0;  // catalog::Nodes::copied_until
+};
+
+// Executor state for one change (apply.cpp).
+struct ChangeState;
+
+// A conflict to write to pgmesh.conflict_history once the change that met it
+// is done (history is written as pgmesh, never as the table's owner).
+struct PendingConflict {
+    conflict::Type type;
+    conflict::Resolution resolution;
+    std::string local_json;
+    std::string remote_json;
+    int64_t local_commit_time = 0;
 };
 
 // A conflict whose resolution is to stop apply; carries what the history
@@ -128,20 +151,24 @@ private:
     conflict::Version remote_version() const;
     // Decides a conflict, records it (history, counters) and returns what to
     // do. `remote` may be replaced by a user function's row.
-    conflict::Resolution decide(RelationMap &map, conflict::Type type, TupleTableSlot *local,
-                                TupleTableSlot *&remote);
-    void record(const RelationMap *map, conflict::Type type, conflict::Resolution resolution,
-                TupleTableSlot *local, TupleTableSlot *remote, const char *message);
-    void record_rows(const RelationMap *map, conflict::Type type, conflict::Resolution resolution,
-                     const std::string &local_json, const std::string &remote_json,
-                     int64_t local_commit_time, const char *message);
+    conflict::Resolution decide(ChangeState &cs, RelationMap &map, conflict::Type type,
+                                TupleTableSlot *local, TupleTableSlot *&remote);
+    void record(conflict::Type type, conflict::Resolution resolution, TupleTableSlot *local,
+                TupleTableSlot *remote);
+    // Writes the conflicts of the change just applied to the history.
+    void write_pending_conflicts();
+    void insert_history_row(const PendingConflict &conflict, const char *message);
     void count(conflict::Type type);
+    // Whether this failure (of this remote transaction, same conflict type)
+    // was already recorded: a stopped worker meets it at every retry.
+    bool repeats_last_failure(conflict::Type type);
 
     ApplyIdentity identity_;
     std::unordered_map<uint32_t, RelationMap> relations_;
     std::unordered_map<RepOriginId, uint64_t> origin_nodes_;
     const RelationMap *current_relation_ = nullptr;  // of the change being applied
-    uint64_t resolvers_version_ = 0;                 // read at each BEGIN
+    std::vector<PendingConflict> pending_conflicts_;
+    uint64_t resolvers_version_ = 0;  // read at each BEGIN
     uint64_t skip_lsn_ = 0;
     bool skipping_ = false;
     MemoryContext message_context_;  // reset after every message

@@ -116,6 +116,9 @@ private:
 
     void stream() {
         pg::call([] {
+            // No user's schema may put a function or operator into what
+            // apply runs (CVE-2020-14349): user code qualifies its names.
+            SetConfigOption("search_path", "", PGC_SUSET, PGC_S_OVERRIDE);
             SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
             SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
             CacheRegisterRelcacheCallback(invalidate_applier, (Datum)0);
@@ -146,19 +149,35 @@ private:
         flushed_remote_ = start_lsn;
         remote::Connection conn = remote::connect(
             peer_dsn, true, "pgmesh apply " + catalog::hex_id(local_id) + " from " + peer_name);
+        // A replication connection takes no parameters: the name is quoted
+        // by libpq.
+        std::string slot = remote::quote_identifier(conn.get(), slot_name);
         remote::Result exists = remote::exec(
             conn.get(), "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
-                            remote::quote_literal(slot_name));
+                            remote::quote_literal(conn.get(), slot_name));
         if (PQntuples(exists.get()) == 0)
-            remote::exec(conn.get(), "CREATE_REPLICATION_SLOT \"" + slot_name +
-                                         "\" LOGICAL pgmesh (SNAPSHOT 'nothing')");
-        std::string start = "START_REPLICATION SLOT \"" + slot_name + "\" LOGICAL " +
-                            walstream::format_lsn(start_lsn) + " (proto_version '" +
-                            std::to_string(proto::kProtocolVersion) + "', subscriber_node_id '" +
-                            std::to_string(local_id) + "', binary_layout '" + binary_layout() +
-                            "', encoding '" + pg::call([] { return GetDatabaseEncodingName(); }) +
-                            "')";
-        remote::exec(conn.get(), start, PGRES_COPY_BOTH);
+            remote::exec(conn.get(), "CREATE_REPLICATION_SLOT " + slot +
+                                         " LOGICAL pgmesh (SNAPSHOT 'nothing')");
+        // Option values are quoted as the replication grammar reads them
+        // (a doubled quote); ours are numbers and names from this server.
+        auto option = [](const char *name, const std::string &value) {
+            std::string quoted;
+            for (char c : value) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+            return std::string(name) + " '" + quoted + "'";
+        };
+        std::string options =
+            option("proto_version", std::to_string(proto::kProtocolVersion)) + ", " +
+            option("subscriber_node_id", std::to_string(local_id)) + ", " +
+            option("binary_layout", binary_layout()) + ", " +
+            option("encoding", pg::call([] { return GetDatabaseEncodingName(); }));
+        // A transaction the operator asked to skip may be one the peer
+        // cannot even send (docs/conflicts.md): the peer sends it empty.
+        if (uint64_t skip = skip_lsn())
+            options += ", " + option("skip_commit_lsn", walstream::format_lsn(skip));
+        remote::exec(conn.get(),
+                     "START_REPLICATION SLOT " + slot + " LOGICAL " +
+                         walstream::format_lsn(start_lsn) + " (" + options + ")",
+                     PGRES_COPY_BOTH);
         update_slot([&](shmem::WorkerSlot &s) {
             s.connected = true;
             s.last_error[0] = '\0';
@@ -215,9 +234,15 @@ private:
                     }
                     continue;
                 }
-                if (len == -1)
+                if (len == -1) {
+                    // The peer's walsender stopped, with an error that says
+                    // why (e.g. a change it cannot send).
+                    remote::Result end(PQgetResult(conn));
+                    if (end && PQresultStatus(end.get()) == PGRES_FATAL_ERROR)
+                        remote::throw_result_error(conn, end.get());
                     throw pg::Error(ERRCODE_CONNECTION_FAILURE,
                                     "peer ended the replication stream");
+                }
                 if (len < -1)
                     throw pg::Error(ERRCODE_CONNECTION_FAILURE,
                                     std::string("lost replication connection to peer: ") +

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "guard.hpp"
+#include "spi.hpp"
 
 namespace pgmesh::catalog {
 
@@ -20,37 +21,23 @@ const Node &Nodes::require_local() const {
 
 Nodes read_nodes() {
     Nodes nodes;
-    pg::call([&] {
-        // Workers have no statement snapshot of their own.
-        bool push_snapshot = !ActiveSnapshotSet();
-        if (push_snapshot) PushActiveSnapshot(GetTransactionSnapshot());
-        SPI_connect();
-        SPI_execute(
-            "SELECT n.node_id, n.node_name, n.dsn, n.state, l.node_id IS NOT NULL, "
-            "l.copied_until "
-            "FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id) "
-            "ORDER BY n.node_id",
-            false, 0);  // not read-only: a fresh snapshot, for callers that poll
-        for (uint64 i = 0; i < SPI_processed; i++) {
-            HeapTuple tuple = SPI_tuptable->vals[i];
-            TupleDesc desc = SPI_tuptable->tupdesc;
-            bool isnull = false;
-            auto id = static_cast<uint64_t>(DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull)));
-            bool is_local = DatumGetBool(SPI_getbinval(tuple, desc, 5, &isnull));
-            const char *name = SPI_getvalue(tuple, desc, 2);
-            const char *dsn = SPI_getvalue(tuple, desc, 3);
-            const char *state = SPI_getvalue(tuple, desc, 4);
-            nodes.all.push_back(Node{id, name, dsn, state, is_local});
-            if (is_local) {
-                nodes.local_id = id;
-                bool no_copy = true;
-                Datum copied = SPI_getbinval(tuple, desc, 6, &no_copy);
-                nodes.copied_until = no_copy ? 0 : DatumGetTimestampTz(copied);
-            }
+    spi::Rows rows = spi::query(
+        "SELECT n.node_id, n.node_name, n.dsn, n.state, l.node_id IS NOT NULL, "
+        // TimestampTz counts microseconds from 2000-01-01 (946684800 s after
+        // the Unix epoch).
+        "((pg_catalog.extract('epoch', l.copied_until) - 946684800) * 1000000)::pg_catalog.int8 "
+        "FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id) "
+        "ORDER BY n.node_id");
+    for (const spi::Row &row : rows) {
+        Node node{std::stoull(row.at(0).value()), row.at(1).value(), row.at(2).value(),
+                  row.at(3).value(), row.at(4) == "t"};
+        if (node.is_local) {
+            nodes.local_id = node.id;
+            // TimestampTz: microseconds since 2000-01-01 UTC.
+            nodes.copied_until = row.at(5) ? std::stoll(*row.at(5)) : 0;
         }
-        SPI_finish();
-        if (push_snapshot) PopActiveSnapshot();
-    });
+        nodes.all.push_back(std::move(node));
+    }
     return nodes;
 }
 

@@ -3,8 +3,9 @@
 #include "catalog.hpp"
 #include "conflict.hpp"
 #include "guard.hpp"
-#include "remote.hpp"
+#include "replicated.hpp"
 #include "shmem.hpp"
+#include "spi.hpp"
 #include "walstream.hpp"
 #include "xact_end.hpp"
 
@@ -53,6 +54,64 @@ void check_user_function(Oid function, Oid rowtype, const std::string &resolver)
 
 }  // namespace
 
+namespace {
+
+struct TargetTable {
+    const char *schema;
+    const char *name;
+    Oid rowtype;
+    Oid owner;
+    bool replicated;
+    bool owned;  // by the caller
+};
+
+TargetTable target_table(Oid relation) {
+    return pg::call([&] {
+        // A missing relation (OID 0, or dropped meanwhile) is a user error,
+        // not the internal one relation_open would raise.
+        Relation rel = try_relation_open(relation, AccessShareLock);
+        if (!rel)
+            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                            errmsg("relation with OID %u does not exist", relation)));
+        if (rel->rd_rel->relkind != RELKIND_RELATION)
+            ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                            errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));
+        TargetTable t{};
+        t.schema = get_namespace_name(RelationGetNamespace(rel));
+        t.name = pstrdup(RelationGetRelationName(rel));
+        t.rowtype = rel->rd_rel->reltype;
+        t.owner = rel->rd_rel->relowner;
+        t.replicated = replicated::is_replicated(rel);
+        t.owned = compat::owns_relation(relation, GetUserId());
+        relation_close(rel, AccessShareLock);
+        return t;
+    });
+}
+
+// The function a resolver text names ('f(text, anyelement, anyelement)'),
+// looked up as the caller would (their search_path); InvalidOid if none.
+Oid lookup_function(const std::string &signature) {
+    return pg::call([&] {
+        LOCAL_FCINFO(fcinfo, 1);
+        InitFunctionCallInfoData(*fcinfo, nullptr, 1, InvalidOid, nullptr, nullptr);
+        fcinfo->args[0].value = CStringGetTextDatum(signature.c_str());
+        fcinfo->args[0].isnull = false;
+        Datum oid = to_regprocedure(fcinfo);
+        return fcinfo->isnull ? InvalidOid : DatumGetObjectId(oid);
+    });
+}
+
+std::string qualified_function_name(Oid function) {
+    return pg::call(
+        [&] { return static_cast<const char *>(format_procedure_qualified(function)); });
+}
+
+std::string role_name(Oid role) {
+    return pg::call([&] { return static_cast<const char *>(GetUserNameFromId(role, false)); });
+}
+
+}  // namespace
+
 void set_conflict_resolver(Oid relation, const std::string &conflict_type,
                            const std::string &resolver) {
     auto type = conflict::parse_type(conflict_type);
@@ -60,48 +119,43 @@ void set_conflict_resolver(Oid relation, const std::string &conflict_type,
         throw pg::Error(ERRCODE_INVALID_PARAMETER_VALUE,
                         "unknown conflict type \"" + conflict_type + "\"", {},
                         "Conflict types are: " + all_type_names() + ".");
-    struct TableName {
-        const char *schema;
-        const char *name;
-        Oid rowtype;
-        Oid function;
-        const char *function_text;
-    };
-    TableName table = pg::call([&] {
-        TableName t{};
-        Relation rel = relation_open(relation, AccessShareLock);
-        if (rel->rd_rel->relkind != RELKIND_RELATION)
-            ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
-                            errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));
-        t.schema = get_namespace_name(RelationGetNamespace(rel));
-        t.name = pstrdup(RelationGetRelationName(rel));
-        t.rowtype = rel->rd_rel->reltype;
-        relation_close(rel, AccessShareLock);
-        if (!conflict::parse_resolver(resolver) && resolver.find('(') != std::string::npos) {
-            // to_regprocedure: an unknown or malformed name is NULL, not an error.
-            Oid argtypes[1] = {TEXTOID};
-            Datum args[1] = {CStringGetTextDatum(resolver.c_str())};
-            SPI_connect();
-            SPI_execute_with_args("SELECT to_regprocedure($1)::oid", 1, argtypes, args, nullptr,
-                                  true, 1);
-            bool isnull = true;
-            Datum oid = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0],
-                                                           SPI_tuptable->tupdesc, 1, &isnull)
-                                           : (Datum)0;
-            SPI_finish();
-            t.function = isnull ? InvalidOid : DatumGetObjectId(oid);
-            if (OidIsValid(t.function)) t.function_text = format_procedure_qualified(t.function);
-        }
-        return t;
-    });
+    TargetTable table = target_table(relation);
+    std::string table_text = std::string(table.schema) + "." + table.name;
+    if (!table.replicated)
+        throw pg::Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                        "pgmesh does not replicate table \"" + table_text + "\"",
+                        "System catalogs, pgmesh's own node-local tables, and temporary and "
+                        "unlogged tables never replicate, so they have no conflicts.",
+                        "Give an ordinary table that replicates.");
+    if (!table.owned)
+        throw pg::Error(ERRCODE_INSUFFICIENT_PRIVILEGE, "must be owner of table " + table_text, {},
+                        "Only the table's owner chooses how its conflicts are resolved.");
     auto builtin = conflict::parse_resolver(resolver);
-    if (!builtin && !OidIsValid(table.function))
+    Oid function = InvalidOid;
+    if (!builtin && resolver.find('(') != std::string::npos) function = lookup_function(resolver);
+    if (!builtin && !OidIsValid(function))
         throw pg::Error(ERRCODE_INVALID_PARAMETER_VALUE, "unknown resolver \"" + resolver + "\"",
                         {},
                         "Use last_update_wins, first_update_wins, apply_remote, keep_local, "
                         "error, or a function signature such as 'my_resolver(text, anyelement, "
                         "anyelement)'.");
-    if (!builtin) check_user_function(table.function, table.rowtype, resolver);
+    std::string stored = builtin ? resolver : qualified_function_name(function);
+    if (!builtin) {
+        check_user_function(function, table.rowtype, resolver);
+        // The function runs as the table's owner on every node (see
+        // docs/security.md): both the caller and the owner must be allowed
+        // to run it.
+        for (Oid role : {pg::call([] { return GetUserId(); }), table.owner}) {
+            AclResult acl =
+                pg::call([&] { return compat::function_aclcheck(function, role, ACL_EXECUTE); });
+            if (acl != ACLCHECK_OK)
+                throw pg::Error(
+                    ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    "role \"" + role_name(role) + "\" may not execute function " + stored,
+                    "Resolver functions run as the owner of the table.",
+                    "GRANT EXECUTE ON FUNCTION " + stored + " TO the table's owner.");
+        }
+    }
     conflict::Resolver chosen = builtin ? *builtin : conflict::Resolver::kUserFunction;
     if (!conflict::allowed(*type, chosen))
         throw pg::Error(
@@ -110,19 +164,12 @@ void set_conflict_resolver(Oid relation, const std::string &conflict_type,
             {},
             "update_missing and delete_missing take apply_remote, keep_local or "
             "error; multiple_unique_conflicts and apply_error take only error.");
-    std::string stored = builtin ? resolver : table.function_text;
-    std::string sql =
-        "INSERT INTO pgmesh.conflict_resolver (table_schema, table_name, conflict_type, "
-        "resolver) VALUES (" +
-        remote::quote_literal(table.schema) + ", " + remote::quote_literal(table.name) + ", " +
-        remote::quote_literal(conflict_type) + ", " + remote::quote_literal(stored) +
-        ") ON CONFLICT (table_schema, table_name, conflict_type) DO UPDATE SET resolver = "
-        "excluded.resolver";
-    pg::call([&] {
-        SPI_connect();
-        SPI_execute(sql.c_str(), false, 0);
-        SPI_finish();
-    });
+    spi::query(
+        "INSERT INTO pgmesh.conflict_resolver (table_schema, table_name, conflict_type, resolver) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (table_schema, table_name, conflict_type) "
+        "DO UPDATE SET resolver = excluded.resolver",
+        {spi::text(table.schema), spi::text(table.name), spi::text(conflict_type),
+         spi::text(stored)});
     xact_end::at_end(bump_resolvers_version);
 }
 

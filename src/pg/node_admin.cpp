@@ -1,14 +1,21 @@
 #include "node_admin.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <functional>
 #include <optional>
 #include <vector>
 
 #include "catalog.hpp"
+#include "conninfo.hpp"
+#include "fault.hpp"
 #include "guard.hpp"
 #include "remote.hpp"
 #include "shmem.hpp"
+#include "spi.hpp"
+#include "subprocess.hpp"
 #include "walstream.hpp"
 #include "workers.hpp"
 #include "xact_end.hpp"
@@ -18,35 +25,6 @@ namespace pgmesh::node_admin {
 bool loaded_at_startup = false;
 
 namespace {
-
-using Rows = std::vector<std::vector<std::optional<std::string>>>;
-
-// Runs SQL through SPI in the current transaction; text results.
-Rows spi(const std::string &sql) {
-    Rows rows;
-    pg::call([&] {
-        // Workers have no statement snapshot of their own.
-        bool push_snapshot = !ActiveSnapshotSet();
-        if (push_snapshot) PushActiveSnapshot(GetTransactionSnapshot());
-        SPI_connect();
-        int rc = SPI_execute(sql.c_str(), false, 0);
-        if (rc < 0) elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
-        for (uint64 i = 0; i < SPI_processed && SPI_tuptable; i++) {
-            rows.emplace_back();
-            for (int c = 1; c <= SPI_tuptable->tupdesc->natts; c++) {
-                char *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c);
-                rows.back().push_back(v ? std::optional<std::string>(v) : std::nullopt);
-            }
-        }
-        SPI_finish();
-        if (push_snapshot) PopActiveSnapshot();
-    });
-    return rows;
-}
-
-std::string literal(const std::string &s) {
-    return pg::call([&] { return static_cast<const char *>(quote_literal_cstr(s.c_str())); });
-}
 
 uint64_t new_node_id() {
     uint64_t id = 0;
@@ -107,35 +85,128 @@ std::string bindir() {
     });
 }
 
-std::string shell_quote(const std::string &s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'')
-            out += "'\\''";
-        else
-            out += c;
+// A file that is removed when it goes out of scope.
+class TempFile {
+public:
+    explicit TempFile(std::string path) : path_(std::move(path)) {}
+    ~TempFile() {
+        if (!path_.empty()) unlink(path_.c_str());
     }
-    return out + "'";
+    TempFile(TempFile &&other) noexcept : path_(std::exchange(other.path_, {})) {}
+    TempFile &operator=(TempFile &&) = delete;
+    TempFile(const TempFile &) = delete;
+    TempFile &operator=(const TempFile &) = delete;
+    const std::string &path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// Writes a new file that only the server's OS user can read.
+void write_private_file(const std::string &path, const std::string &contents) {
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 &&
+              write(fd, contents.data(), contents.size()) == static_cast<ssize_t>(contents.size());
+    if (fd >= 0) ok = close(fd) == 0 && ok;
+    if (!ok)
+        throw pg::Error(ERRCODE_IO_ERROR, "could not write \"" + path + "\": " + strerror(errno));
 }
 
-// Runs a command with the password (if any) in PGPASSWORD, never on its
-// command line; throws with the command's output when it fails.
-void run_program(const std::string &what, const std::string &command,
-                 const std::optional<std::string> &password) {
-    if (password) setenv("PGPASSWORD", password->c_str(), 1);
-    std::string output;
-    int status = pg::call([&] {
-        FILE *pipe = OpenPipeStream((command + " 2>&1").c_str(), "r");
-        if (!pipe) return -1;
-        char buf[1024];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) output.append(buf, n);
-        return ClosePipeStream(pipe);
-    });
-    if (password) unsetenv("PGPASSWORD");
-    if (status != 0)
-        throw pg::Error(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION, what + " failed", output,
+// How pg_dump or pg_restore connects to `dsn`: its secrets go through the
+// program's environment or a private service file, never its command line.
+struct ChildDsn {
+    std::string conninfo;  // for --dbname
+    std::vector<std::pair<std::string, std::string>> environment;
+    std::optional<TempFile> service_file;
+
+    // A server-wide PGSERVICE would fill in options (a password, say) before
+    // the environment does: the program uses what the DSN says.
+    subprocess::Program program(std::vector<std::string> argv) const {
+        return subprocess::Program{std::move(argv), environment, {"PGSERVICE"}};
+    }
+};
+
+ChildDsn child_dsn(const std::string &dsn, const std::string &temp_prefix, const char *what) {
+    std::string service = "pgmesh_join";
+    conninfo::ChildConnection split;
+    try {
+        split = conninfo::for_child(dsn, service);
+    } catch (const std::invalid_argument &e) {
+        throw pg::Error(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            std::string("cannot pass ") + what + " to pg_dump and pg_restore: " + e.what(), {},
+            "Give the secret in a way libpq reads from a file, e.g. a password file.");
+    }
+    ChildDsn out{split.conninfo, split.environment, std::nullopt};
+    if (!split.service_file.empty()) {
+        out.service_file.emplace(temp_prefix + "." + what + ".service");
+        write_private_file(out.service_file->path(), split.service_file);
+        out.environment.emplace_back("PGSERVICEFILE", out.service_file->path());
+    }
+    return out;
+}
+
+// Runs a program to its end; throws with its output when it fails.
+std::string run_program(const std::string &what, const subprocess::Program &program) {
+    subprocess::Outcome outcome = subprocess::run(program);
+    if (outcome.exit_code != 0)
+        throw pg::Error(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+                        what + " failed (exit status " + std::to_string(outcome.exit_code) + ")",
+                        outcome.err + outcome.out,
                         "See the detail; the join target's schema must restore on this node.");
+    return outcome.out;
+}
+
+// pg_restore's table of contents without the pgmesh extension and schema,
+// which this node already has.
+std::string without_pgmesh(const std::string &list) {
+    std::string kept;
+    size_t start = 0;
+    while (start < list.size()) {
+        size_t end = list.find('\n', start);
+        if (end == std::string::npos) end = list.size();
+        std::string_view line(list.data() + start, end - start);
+        bool pgmesh_object = false;
+        for (std::string_view object : {" EXTENSION - pgmesh", " SCHEMA - pgmesh"}) {
+            size_t at = line.find(object);
+            size_t after = at + object.size();
+            if (at != std::string_view::npos && (after == line.size() || line[after] == ' '))
+                pgmesh_object = true;
+        }
+        if (!pgmesh_object) {
+            kept.append(line);
+            kept += '\n';
+        }
+        start = end + 1;
+    }
+    return kept;
+}
+
+// Schema and data of the join target at `snapshot`, restored into this node
+// (whose DSN is node_dsn) without the pgmesh extension itself.
+void copy_target(const std::string &join_using_dsn, const std::string &node_dsn,
+                 const std::string &snapshot) {
+    std::string prefix = pg::call([] {
+        MakePGDirectory(psprintf("%s/pgsql_tmp", DataDir));
+        return static_cast<const char *>(
+            psprintf("%s/pgsql_tmp/pgmesh_join_%d", DataDir, MyProcPid));
+    });
+    ChildDsn target = child_dsn(join_using_dsn, prefix, "join_using_dsn");
+    ChildDsn local = child_dsn(node_dsn, prefix, "node_dsn");
+    TempFile dump(prefix + ".dump");
+    TempFile list(prefix + ".list");
+    std::string bin = bindir();
+    run_program("pg_dump of the join target",
+                target.program({bin + "/pg_dump", "--format=custom", "--no-comments",
+                                "--snapshot=" + snapshot, "--file=" + dump.path(),
+                                "--dbname=" + target.conninfo}));
+    std::string contents =
+        run_program("listing the dump", {{bin + "/pg_restore", "--list", dump.path()}, {}, {}});
+    write_private_file(list.path(), without_pgmesh(contents));
+    run_program(
+        "pg_restore into this node",
+        local.program({bin + "/pg_restore", "--exit-on-error", "--single-transaction",
+                       "--use-list=" + list.path(), "--dbname=" + local.conninfo, dump.path()}));
 }
 
 void set_origin(uint64_t provider, uint64_t lsn) {
@@ -171,28 +242,30 @@ struct PeerSlot {
     uint64_t consistent_point;
 };
 
-std::string create_slot_command(const std::string &slot, const char *snapshot) {
-    return "CREATE_REPLICATION_SLOT \"" + slot + "\" LOGICAL pgmesh (SNAPSHOT '" + snapshot + "')";
+// Replication commands take no parameters: the slot name is quoted by libpq.
+std::string create_slot_command(PGconn *conn, const std::string &slot, const char *snapshot) {
+    return "CREATE_REPLICATION_SLOT " + remote::quote_identifier(conn, slot) +
+           " LOGICAL pgmesh (SNAPSHOT '" + snapshot + "')";
 }
 
 void drop_remote_slot(const std::string &dsn, const std::string &slot) {
     try {
         remote::Connection conn = remote::connect(dsn, false, "pgmesh join cleanup", 10);
-        remote::exec(conn.get(),
-                     "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                     "WHERE slot_name = " +
-                         remote::quote_literal(slot));
+        remote::exec_params(conn.get(),
+                            "SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
+                            "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                            {slot});
     } catch (const std::exception &) {
         // Best effort: the join already failed with the error that matters.
     }
 }
 
 void check_database_empty() {
-    Rows rows =
-        spi("SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
-            "AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmesh') "
-            "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'");
+    spi::Rows rows = spi::query(
+        "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmesh') "
+        "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'");
     if (rows.at(0).at(0) != "0")
         throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                         "the database of a joining node must be empty",
@@ -233,9 +306,11 @@ uint64_t create_group(const std::string &node_name, const std::string &node_dsn)
     check_not_a_node();
     check_dsn_reaches_self(node_dsn);
     uint64_t id = new_node_id();
-    spi("INSERT INTO pgmesh.node (node_id, node_name, dsn, state) VALUES (" + std::to_string(id) +
-        ", " + literal(node_name) + ", " + literal(node_dsn) + ", 'ready')");
-    spi("INSERT INTO pgmesh.local_node (node_id) VALUES (" + std::to_string(id) + ")");
+    spi::query(
+        "INSERT INTO pgmesh.node (node_id, node_name, dsn, state) VALUES ($1, $2, $3, 'ready')",
+        {spi::int8(static_cast<int64_t>(id)), spi::text(node_name), spi::text(node_dsn)});
+    spi::query("INSERT INTO pgmesh.local_node (node_id) VALUES ($1)",
+               {spi::int8(static_cast<int64_t>(id))});
     start_manager_at_commit();
     return id;
 }
@@ -283,11 +358,10 @@ uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
     uint64_t id = new_node_id();
     // 1. Announce the node as joining: the group learns of it, but no one
     //    streams from it before it is ready.
-    remote::exec(target.get(),
-                 "INSERT INTO pgmesh.node (node_id, node_name, dsn, state) VALUES (" +
-                     std::to_string(id) + ", " + remote::quote_literal(node_name) + ", " +
-                     remote::quote_literal(node_dsn) + ", 'joining')",
-                 PGRES_COMMAND_OK);
+    remote::exec_params(target.get(),
+                        "INSERT INTO pgmesh.node (node_id, node_name, dsn, state) "
+                        "VALUES ($1, $2, $3, 'joining')",
+                        {std::to_string(id), node_name, node_dsn}, PGRES_COMMAND_OK);
     std::vector<std::string> created_remote_slots;  // "dsn\nslot", for cleanup
     try {
         // 2. Slots on the other members first, then on the target with an
@@ -295,14 +369,15 @@ uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
         for (PeerSlot &p : peers) {
             remote::Connection repl = remote::connect(p.dsn, true, "pgmesh join", 30);
             std::string slot = catalog::slot_name(p.node_id, id);
-            remote::Result r = remote::exec(repl.get(), create_slot_command(slot, "nothing"));
+            remote::Result r =
+                remote::exec(repl.get(), create_slot_command(repl.get(), slot, "nothing"));
             created_remote_slots.push_back(p.dsn + "\n" + slot);
             p.consistent_point = lsn_of(remote::value(r.get(), 0, 1));
         }
         std::string target_slot = catalog::slot_name(*target_id, id);
         remote::Connection repl = remote::connect(join_using_dsn, true, "pgmesh join", 30);
         remote::Result created =
-            remote::exec(repl.get(), create_slot_command(target_slot, "export"));
+            remote::exec(repl.get(), create_slot_command(repl.get(), target_slot, "export"));
         created_remote_slots.push_back(join_using_dsn + "\n" + target_slot);
         uint64_t target_point = lsn_of(remote::value(created.get(), 0, 1));
         std::string snapshot = remote::value(created.get(), 0, 2).value_or("");
@@ -310,7 +385,8 @@ uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
         // 3. The node catalog and the target's progress from each peer, as
         //    of the snapshot.
         remote::exec(target.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ", PGRES_COMMAND_OK);
-        remote::exec(target.get(), "SET TRANSACTION SNAPSHOT " + remote::quote_literal(snapshot),
+        remote::exec(target.get(),
+                     "SET TRANSACTION SNAPSHOT " + remote::quote_literal(target.get(), snapshot),
                      PGRES_COMMAND_OK);
         remote::Result snap_nodes =
             remote::exec(target.get(), "SELECT node_id, node_name, dsn, state FROM pgmesh.node");
@@ -324,40 +400,17 @@ uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
 
         // 4. Schema and data at the snapshot, restored here without the
         //    pgmesh extension itself (we already have it).
-        auto [target_conninfo, target_password] = remote::split_password(join_using_dsn);
-        auto [local_conninfo, local_password] = remote::split_password(node_dsn);
-        std::string dump = pg::call([] {
-            return static_cast<const char *>(
-                psprintf("%s/pgsql_tmp/pgmesh_join_%d.dump", DataDir, MyProcPid));
-        });
-        pg::call([] { MakePGDirectory(psprintf("%s/pgsql_tmp", DataDir)); });
-        std::string bin = bindir();
-        run_program("pg_dump of the join target",
-                    shell_quote(bin + "/pg_dump") + " --format=custom --no-comments --snapshot=" +
-                        shell_quote(snapshot) + " --file=" + shell_quote(dump) +
-                        " --dbname=" + shell_quote(target_conninfo),
-                    target_password);
+        pg::call([] { fault::hold_if_armed("join_before_dump"); });
+        copy_target(join_using_dsn, node_dsn, snapshot);
         repl.reset();  // the snapshot is no longer needed
-        std::string list = dump + ".list";
-        run_program("listing the dump",
-                    shell_quote(bin + "/pg_restore") + " --list " + shell_quote(dump) +
-                        " | grep -v -E ' (EXTENSION|SCHEMA) - pgmesh( |$)' > " + shell_quote(list),
-                    std::nullopt);
-        run_program("pg_restore into this node",
-                    shell_quote(bin + "/pg_restore") + " --exit-on-error --single-transaction " +
-                        "--use-list=" + shell_quote(list) +
-                        " --dbname=" + shell_quote(local_conninfo) + " " + shell_quote(dump),
-                    local_password);
-        unlink(dump.c_str());
-        unlink(list.c_str());
 
         // 5. Slots here for every member, before anything is written here,
         //    so that no change made on this node from now on is missed.
         for (int i = 0; i < PQntuples(snap_nodes.get()); i++) {
             uint64_t peer = std::stoull(*remote::value(snap_nodes.get(), i, 0));
             if (peer == id || remote::value(snap_nodes.get(), i, 3) == "parted") continue;
-            spi("SELECT pg_catalog.pg_create_logical_replication_slot(" +
-                literal(catalog::slot_name(id, peer)) + ", 'pgmesh')");
+            spi::query("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgmesh')",
+                       {spi::text(catalog::slot_name(id, peer))});
         }
 
         // 6. This node's origins set where its copy ends for each member,
@@ -375,27 +428,31 @@ uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
         // The copied rows are the group's, not news from this node: written
         // under an origin, our output plugin keeps them here.
         write_as_copy();
-        for (int i = 0; i < PQntuples(snap_nodes.get()); i++) {
-            spi("INSERT INTO pgmesh.node (node_id, node_name, dsn, state) VALUES (" +
-                *remote::value(snap_nodes.get(), i, 0) + ", " +
-                literal(*remote::value(snap_nodes.get(), i, 1)) + ", " +
-                literal(*remote::value(snap_nodes.get(), i, 2)) + ", " +
-                literal(*remote::value(snap_nodes.get(), i, 3)) + ")");
-        }
-        for (int i = 0; i < PQntuples(snap_resolvers.get()); i++) {
-            std::string row;
-            for (int c = 0; c < 4; c++)
-                row += (c ? ", " : "") + literal(*remote::value(snap_resolvers.get(), i, c));
-            spi("INSERT INTO pgmesh.conflict_resolver VALUES (" + row + ")");
-        }
-        spi("INSERT INTO pgmesh.local_node (node_id, copied_until) VALUES (" + std::to_string(id) +
-            ", clock_timestamp())");
+        auto column = [](const remote::Result &r, int row, int col) {
+            return spi::text_or_null(remote::value(r.get(), row, col));
+        };
+        for (int i = 0; i < PQntuples(snap_nodes.get()); i++)
+            spi::query(
+                "INSERT INTO pgmesh.node (node_id, node_name, dsn, state) "
+                "VALUES ($1::pg_catalog.int8, $2, $3, $4)",
+                {column(snap_nodes, i, 0), column(snap_nodes, i, 1), column(snap_nodes, i, 2),
+                 column(snap_nodes, i, 3)});
+        for (int i = 0; i < PQntuples(snap_resolvers.get()); i++)
+            spi::query(
+                "INSERT INTO pgmesh.conflict_resolver (table_schema, table_name, "
+                "conflict_type, resolver) VALUES ($1, $2, $3, $4)",
+                {column(snap_resolvers, i, 0), column(snap_resolvers, i, 1),
+                 column(snap_resolvers, i, 2), column(snap_resolvers, i, 3)});
+        spi::query(
+            "INSERT INTO pgmesh.local_node (node_id, copied_until) "
+            "VALUES ($1, pg_catalog.clock_timestamp())",
+            {spi::int8(static_cast<int64_t>(id))});
 
         // 7. Ready: the target's update reaches every member (and us, through
         //    our new stream from it).
-        remote::exec(target.get(),
-                     "UPDATE pgmesh.node SET state = 'ready' WHERE node_id = " + std::to_string(id),
-                     PGRES_COMMAND_OK);
+        remote::exec_params(target.get(),
+                            "UPDATE pgmesh.node SET state = 'ready' WHERE node_id = $1",
+                            {std::to_string(id)}, PGRES_COMMAND_OK);
     } catch (...) {
         for (const std::string &entry : created_remote_slots) {
             size_t nl = entry.rfind('\n');
@@ -404,9 +461,8 @@ uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
         try {
             if (PQtransactionStatus(target.get()) != PQTRANS_IDLE)
                 remote::exec(target.get(), "ROLLBACK", PGRES_COMMAND_OK);
-            remote::exec(target.get(),
-                         "DELETE FROM pgmesh.node WHERE node_id = " + std::to_string(id),
-                         PGRES_COMMAND_OK);
+            remote::exec_params(target.get(), "DELETE FROM pgmesh.node WHERE node_id = $1",
+                                {std::to_string(id)}, PGRES_COMMAND_OK);
         } catch (const std::exception &) {
             // Best effort, as above.
         }
@@ -427,6 +483,32 @@ bool wait_until(int timeout_seconds, const std::function<bool()> &done) {
     }
 }
 
+namespace {
+
+// A logical slot on this node, read from shared memory: no catalog access,
+// so the waits work for callers who may not read pgmesh's catalogs.
+struct LocalSlot {
+    bool exists;
+    bool active;
+    XLogRecPtr confirmed_flush;
+};
+
+LocalSlot local_slot(const std::string &name) {
+    return pg::call([&] {
+        LocalSlot found{false, false, InvalidXLogRecPtr};
+        LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+        if (ReplicationSlot *slot = SearchNamedReplicationSlot(name.c_str(), false)) {
+            SpinLockAcquire(&slot->mutex);
+            found = LocalSlot{slot->in_use, slot->active_pid != 0, slot->data.confirmed_flush};
+            SpinLockRelease(&slot->mutex);
+        }
+        LWLockRelease(ReplicationSlotControlLock);
+        return found;
+    });
+}
+
+}  // namespace
+
 bool wait_for_ready(int timeout_seconds) {
     return wait_until(timeout_seconds, [] {
         catalog::Nodes nodes = catalog::read_nodes();
@@ -436,11 +518,7 @@ bool wait_for_ready(int timeout_seconds) {
             if (peer.is_local || peer.state != "ready") continue;
             // Our apply worker streams from the peer, and the peer's streams
             // from our slot.
-            Rows active =
-                spi("SELECT count(*) FROM pg_catalog.pg_replication_slots "
-                    "WHERE active AND slot_name = " +
-                    literal(catalog::slot_name(local->id, peer.id)));
-            if (active.at(0).at(0) != "1") return false;
+            if (!local_slot(catalog::slot_name(local->id, peer.id)).active) return false;
             bool connected = pg::call([&] {
                 LWLockAcquire(shmem::state().lock, LW_SHARED);
                 shmem::WorkerSlot *w = shmem::worker_slot(MyDatabaseId, peer.id, false);
@@ -469,18 +547,16 @@ bool wait_for_sync(int timeout_seconds) {
     });
     catalog::Nodes nodes = catalog::read_nodes();
     const catalog::Node *local = &nodes.require_local();
-    std::string slots;
-    for (const catalog::Node &peer : nodes.all) {
-        if (peer.is_local || peer.state == "parted") continue;
-        slots += (slots.empty() ? "" : ", ") + literal(catalog::slot_name(local->id, peer.id));
-    }
-    if (slots.empty()) return true;
-    std::string lsn = literal(walstream::format_lsn(target));
-    std::string sql =
-        "SELECT count(*) FILTER (WHERE confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < " +
-        lsn + "::pg_lsn) FROM (SELECT unnest(ARRAY[" + slots +
-        "]) AS slot_name) want LEFT JOIN pg_catalog.pg_replication_slots USING (slot_name)";
-    return wait_until(timeout_seconds, [&] { return spi(sql).at(0).at(0) == "0"; });
+    std::vector<std::string> slots;
+    for (const catalog::Node &peer : nodes.all)
+        if (!peer.is_local && peer.state != "parted")
+            slots.push_back(catalog::slot_name(local->id, peer.id));
+    return wait_until(timeout_seconds, [&] {
+        return std::all_of(slots.begin(), slots.end(), [&](const std::string &name) {
+            LocalSlot slot = local_slot(name);
+            return slot.exists && slot.confirmed_flush >= target;
+        });
+    });
 }
 
 void set_apply_paused(bool paused) {

@@ -1,37 +1,10 @@
 #include "remote.hpp"
 
+#include "conninfo.hpp"
+
 namespace pgmesh::remote {
 
 namespace {
-
-struct ConninfoFree {
-    void operator()(PQconninfoOption *o) const { PQconninfoFree(o); }
-};
-using ConninfoOptions = std::unique_ptr<PQconninfoOption, ConninfoFree>;
-
-ConninfoOptions parse_conninfo(const std::string &dsn, std::string *error) {
-    char *err = nullptr;
-    ConninfoOptions opts(PQconninfoParse(dsn.c_str(), &err));
-    if (err) {
-        *error = err;
-        PQfreemem(err);
-    }
-    return opts;
-}
-
-std::string build_conninfo(const PQconninfoOption *opts, bool with_password) {
-    std::string out;
-    for (const PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val) continue;
-        std::string_view key = o->keyword;
-        if (!out.empty()) out += ' ';
-        out += key;
-        out += '=';
-        out +=
-            (key == "password" && !with_password) ? std::string("********") : quote_literal(o->val);
-    }
-    return out;
-}
 
 std::string connection_error(PGconn *conn) {
     std::string msg = conn ? PQerrorMessage(conn) : "out of memory";
@@ -41,48 +14,42 @@ std::string connection_error(PGconn *conn) {
 
 }  // namespace
 
-std::string quote_literal(std::string_view s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'' || c == '\\') out += '\\';
-        out += c;
-    }
-    out += '\'';
-    return out;
-}
-
 void check_dsn(const std::string &dsn, const char *what) {
     std::string error;
-    if (!parse_conninfo(dsn, &error))
-        throw pg::Error(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            std::string("invalid ") + what + ": " + (error.empty() ? "cannot parse" : error), {},
-            "Give a libpq connection string such as 'host=... port=... dbname=...'.");
+    if (!conninfo::parse(dsn, &error))
+        // libpq's message can quote a piece of the DSN, password included.
+        throw pg::Error(ERRCODE_INVALID_PARAMETER_VALUE,
+                        std::string("invalid ") + what + ": " + conninfo::redact_parse_error(error),
+                        {},
+                        "Give a libpq connection string such as 'host=... port=... dbname=...'.");
 }
 
 std::string mask_dsn(const std::string &dsn) {
-    std::string error;
-    ConninfoOptions opts = parse_conninfo(dsn, &error);
-    if (!opts) return "(invalid dsn)";
-    return build_conninfo(opts.get(), false);
+    return conninfo::mask(dsn);
 }
 
-std::pair<std::string, std::optional<std::string>> split_password(const std::string &dsn) {
-    std::string error;
-    ConninfoOptions opts = parse_conninfo(dsn, &error);
-    if (!opts) return {dsn, std::nullopt};
-    std::optional<std::string> password;
-    std::string rest;
-    for (const PQconninfoOption *o = opts.get(); o->keyword; o++) {
-        if (!o->val) continue;
-        if (std::string_view(o->keyword) == "password") {
-            password = o->val;
-            continue;
-        }
-        if (!rest.empty()) rest += ' ';
-        rest += std::string(o->keyword) + "=" + quote_literal(o->val);
-    }
-    return {rest, password};
+namespace {
+
+// libpq's escaping for this connection's server, or an error naming `what`.
+std::string escaped(PGconn *conn, std::string_view text,
+                    char *(*escape)(PGconn *, const char *, size_t), const char *what) {
+    std::unique_ptr<char, decltype(&PQfreemem)> quoted(escape(conn, text.data(), text.size()),
+                                                       PQfreemem);
+    if (!quoted)
+        throw pg::Error(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            std::string("could not quote ") + what + " for the peer: " + connection_error(conn));
+    return quoted.get();
+}
+
+}  // namespace
+
+std::string quote_literal(PGconn *conn, std::string_view value) {
+    return escaped(conn, value, PQescapeLiteral, "a value");
+}
+
+std::string quote_identifier(PGconn *conn, std::string_view name) {
+    return escaped(conn, name, PQescapeIdentifier, "a name");
 }
 
 void wait_socket(PGconn *conn, bool for_write, long timeout_ms) {
@@ -137,10 +104,10 @@ Connection connect(const std::string &dsn, bool replication, const std::string &
     return conn;
 }
 
-Result exec(PGconn *conn, const std::string &sql, ExecStatusType expected) {
-    if (!PQsendQuery(conn, sql.c_str()))
-        throw pg::Error(ERRCODE_CONNECTION_FAILURE,
-                        "could not send query to peer: " + connection_error(conn));
+namespace {
+
+// Collects the results of the command just sent; see exec().
+Result finish(PGconn *conn, ExecStatusType expected) {
     Result last;
     for (;;) {
         while (PQisBusy(conn)) {
@@ -158,19 +125,43 @@ Result exec(PGconn *conn, const std::string &sql, ExecStatusType expected) {
     if (!last) throw pg::Error(ERRCODE_CONNECTION_FAILURE, "no result from peer");
     ExecStatusType st = PQresultStatus(last.get());
     if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR ||
-        (expected == PGRES_TUPLES_OK && st != PGRES_TUPLES_OK)) {
-        const char *state = PQresultErrorField(last.get(), PG_DIAG_SQLSTATE);
-        const char *detail = PQresultErrorField(last.get(), PG_DIAG_MESSAGE_DETAIL);
-        const char *hint = PQresultErrorField(last.get(), PG_DIAG_MESSAGE_HINT);
-        const char *primary = PQresultErrorField(last.get(), PG_DIAG_MESSAGE_PRIMARY);
-        int code = state && strlen(state) == 5
-                       ? MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4])
-                       : ERRCODE_CONNECTION_FAILURE;
-        throw pg::Error(
-            code, std::string("on peer: ") + (primary ? primary : connection_error(conn).c_str()),
-            detail ? detail : "", hint ? hint : "");
-    }
+        (expected == PGRES_TUPLES_OK && st != PGRES_TUPLES_OK))
+        throw_result_error(conn, last.get());
     return last;
+}
+
+}  // namespace
+
+Result exec(PGconn *conn, const std::string &sql, ExecStatusType expected) {
+    if (!PQsendQuery(conn, sql.c_str()))
+        throw pg::Error(ERRCODE_CONNECTION_FAILURE,
+                        "could not send query to peer: " + connection_error(conn));
+    return finish(conn, expected);
+}
+
+Result exec_params(PGconn *conn, const std::string &sql, const Params &params,
+                   ExecStatusType expected) {
+    std::vector<const char *> values;
+    values.reserve(params.size());
+    for (const auto &p : params) values.push_back(p ? p->c_str() : nullptr);
+    if (!PQsendQueryParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                           values.data(), nullptr, nullptr, 0))
+        throw pg::Error(ERRCODE_CONNECTION_FAILURE,
+                        "could not send query to peer: " + connection_error(conn));
+    return finish(conn, expected);
+}
+
+void throw_result_error(PGconn *conn, const PGresult *result) {
+    const char *state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    const char *detail = PQresultErrorField(result, PG_DIAG_MESSAGE_DETAIL);
+    const char *hint = PQresultErrorField(result, PG_DIAG_MESSAGE_HINT);
+    const char *primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+    int code = state && strlen(state) == 5
+                   ? MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4])
+                   : ERRCODE_CONNECTION_FAILURE;
+    throw pg::Error(code,
+                    std::string("on peer: ") + (primary ? primary : connection_error(conn).c_str()),
+                    detail ? detail : "", hint ? hint : "");
 }
 
 std::optional<std::string> value(const PGresult *res, int row, int col) {

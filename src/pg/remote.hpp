@@ -27,9 +27,26 @@ using Result = std::unique_ptr<PGresult, ResultCloser>;
 Connection connect(const std::string &dsn, bool replication, const std::string &application_name,
                    int timeout_seconds = 30);
 
-// Runs one command and waits for its result interruptibly. Throws pg::Error
-// with the remote SQLSTATE unless the status is one of the expected ones.
+// Runs one command through the simple query protocol and waits for its
+// result interruptibly: for commands without values (replication commands,
+// which cannot take parameters, and fixed SQL). Throws pg::Error with the
+// remote SQLSTATE unless the status is one of the expected ones.
 Result exec(PGconn *conn, const std::string &sql, ExecStatusType expected = PGRES_TUPLES_OK);
+
+// One statement with text parameters ($1, $2, ...; std::nullopt is NULL):
+// every value goes this way, never pasted into the statement.
+using Params = std::vector<std::optional<std::string>>;
+Result exec_params(PGconn *conn, const std::string &sql, const Params &params,
+                   ExecStatusType expected = PGRES_TUPLES_OK);
+
+// Throws the error a failed result carries as pg::Error, with the remote
+// SQLSTATE, message, detail and hint.
+[[noreturn]] void throw_result_error(PGconn *conn, const PGresult *result);
+
+// Quoted for the connection's server by libpq (PQescapeLiteral,
+// PQescapeIdentifier), for the commands that cannot take parameters.
+std::string quote_literal(PGconn *conn, std::string_view value);
+std::string quote_identifier(PGconn *conn, std::string_view name);
 
 std::optional<std::string> value(const PGresult *res, int row, int col);
 
@@ -39,12 +56,9 @@ void wait_socket(PGconn *conn, bool for_write, long timeout_ms);
 
 // Checks a conninfo string; throws 22023 with libpq's complaint.
 void check_dsn(const std::string &dsn, const char *what);
-// The DSN with password=... replaced by ********.
+// The DSN with the value of every option libpq marks secret (password,
+// sslpassword) replaced by ********: the only form a DSN may take in a
+// message.
 std::string mask_dsn(const std::string &dsn);
-// The DSN without its password, and the password (if any), so that child
-// programs get it from the environment and not their command line.
-std::pair<std::string, std::optional<std::string>> split_password(const std::string &dsn);
-
-std::string quote_literal(std::string_view s);
 
 }  // namespace pgmesh::remote

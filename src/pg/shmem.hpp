@@ -26,7 +26,11 @@ struct WorkerSlot {
     uint64_t applied_transactions;
     uint64_t conflicts[conflict::kTypeCount];
     uint64_t skip_lsn;  // pgmesh.skip_transaction: commit LSN to throw away
-    bool retry_now;     // skip our backoff: the operator fixed something
+    // The failure that last stopped this worker (remote commit LSN, conflict
+    // type): a retry that fails the same way is not counted again.
+    uint64_t failed_lsn;
+    int failed_type;
+    bool retry_now;  // skip our backoff: the operator fixed something
     char last_error[kErrorLength];
 };
 
