@@ -215,6 +215,17 @@ pq::Connection MeshTest::connect(int node, std::string_view dbname) {
     return pq::Connection::open(dsn(node, dbname));
 }
 
+pq::Connection MeshTest::connect_as(int node, std::string_view role) {
+    return pq::Connection::open(dsn(node) + " user=" + pq::quote_conninfo_value(role));
+}
+
+std::string MeshTest::server_log(int node) const {
+    std::ifstream in(log_file(node));
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
 void MeshTest::forget_connection(int node) {
     connections_.erase(node);
 }
@@ -256,12 +267,17 @@ pq::Rows MeshTest::query_rows(int node, std::string_view sql) {
 
 pq::Error MeshTest::expect_error(int node, std::string_view sql, std::string_view sqlstate,
                                  std::string_view message_substring) {
+    pq::Error error = expect_error(conn(node), sql, sqlstate, message_substring);
+    if (error.is_connection_error()) forget_connection(node);
+    return error;
+}
+
+pq::Error MeshTest::expect_error(pq::Connection &session, std::string_view sql,
+                                 std::string_view sqlstate, std::string_view message_substring) {
     try {
-        conn(node).exec(sql);
+        session.exec(sql);
     } catch (const pq::Error &error) {
-        if (error.is_connection_error()) forget_connection(node);
-        EXPECT_EQ(error.sqlstate(), sqlstate) << "from node " << node << ": " << sql << "\n"
-                                              << error.what();
+        EXPECT_EQ(error.sqlstate(), sqlstate) << sql << "\n" << error.what();
         if (!message_substring.empty()) {
             EXPECT_NE(error.message().find(message_substring), std::string::npos)
                 << "the error message of " << sql << " lacks \"" << message_substring << "\":\n"
@@ -269,8 +285,7 @@ pq::Error MeshTest::expect_error(int node, std::string_view sql, std::string_vie
         }
         return error;
     }
-    ADD_FAILURE() << "expected SQLSTATE " << sqlstate << " from node " << node << ", but " << sql
-                  << " succeeded";
+    ADD_FAILURE() << "expected SQLSTATE " << sqlstate << ", but " << sql << " succeeded";
     return pq::Error("", "no error (the statement succeeded)");
 }
 

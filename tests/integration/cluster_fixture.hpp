@@ -106,6 +106,8 @@ protected:
     // A new, separate session (e.g. for concurrent transactions).
     pq::Connection connect(int node);
     pq::Connection connect(int node, std::string_view dbname);
+    // A new session as another role (local clusters trust 127.0.0.1).
+    pq::Connection connect_as(int node, std::string_view role);
 
     // SQL on the node's shared session; SQL errors throw pq::Error.
     void exec(int node, std::string_view sql);
@@ -118,6 +120,12 @@ protected:
     // otherwise. Returns the error for further checks (detail, hint).
     pq::Error expect_error(int node, std::string_view sql, std::string_view sqlstate,
                            std::string_view message_substring = {});
+    // The same on a session of the test's own (connect_as, ...).
+    static pq::Error expect_error(pq::Connection &session, std::string_view sql,
+                                  std::string_view sqlstate,
+                                  std::string_view message_substring = {});
+    // The node's whole server log.
+    std::string server_log(int node) const;
 
     // Server control.
     void start(int node);

@@ -167,8 +167,9 @@ TEST_F(ConflictTest, LocalInsertRacingApplysInsertIsAConflictNotAnError) {
     exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
     exec(2, "CREATE EXTENSION dblink");
     exec(2,
+         // Apply runs user code with search_path = '': names are qualified.
          "CREATE FUNCTION sneak_in() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-         "PERFORM dblink_exec(" +
+         "PERFORM public.dblink_exec(" +
              conn(2).quote_literal(dsn(2)) +
              ", format('INSERT INTO t VALUES (%s, ''local'') ON CONFLICT DO NOTHING', NEW.id)); "
              "RETURN NEW; END $$");
