@@ -926,7 +926,6 @@ void Applier::apply_truncate(const proto::Truncate &m) {
     std::vector<const RelationMap *> maps;
     for (uint32_t relid : m.relids) maps.push_back(&relation(relid));
     if (maps.empty()) return;
-    current_relation_ = maps.front();
     bool one_owner = std::all_of(maps.begin(), maps.end(), [&](const RelationMap *map) {
         return map->owner == maps.front()->owner;
     });

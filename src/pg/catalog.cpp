@@ -23,9 +23,7 @@ Nodes read_nodes() {
     Nodes nodes;
     spi::Rows rows = spi::query(
         "SELECT n.node_id, n.node_name, n.dsn, n.state, l.node_id IS NOT NULL, "
-        // TimestampTz counts microseconds from 2000-01-01 (946684800 s after
-        // the Unix epoch).
-        "((pg_catalog.extract('epoch', l.copied_until) - 946684800) * 1000000)::pg_catalog.int8 "
+        "(pg_catalog.extract('epoch', l.copied_until) * 1000000)::pg_catalog.int8 "
         "FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id) "
         "ORDER BY n.node_id");
     for (const spi::Row &row : rows) {
@@ -33,8 +31,10 @@ Nodes read_nodes() {
                   row.at(3).value(), row.at(4) == "t"};
         if (node.is_local) {
             nodes.local_id = node.id;
-            // TimestampTz: microseconds since 2000-01-01 UTC.
-            nodes.copied_until = row.at(5) ? std::stoll(*row.at(5)) : 0;
+            // Microseconds since the Unix epoch, as a TimestampTz (since 2000).
+            constexpr int64_t kPostgresEpochUsecs =
+                int64_t{POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE} * USECS_PER_DAY;
+            nodes.copied_until = row.at(5) ? std::stoll(*row.at(5)) - kPostgresEpochUsecs : 0;
         }
         nodes.all.push_back(std::move(node));
     }

@@ -488,7 +488,7 @@ namespace {
 // A logical slot on this node, read from shared memory: no catalog access,
 // so the waits work for callers who may not read pgmesh's catalogs.
 struct LocalSlot {
-    bool exists;
+    bool exists;  // SearchNamedReplicationSlot finds only slots in use
     bool active;
     XLogRecPtr confirmed_flush;
 };
@@ -499,7 +499,7 @@ LocalSlot local_slot(const std::string &name) {
         LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
         if (ReplicationSlot *slot = SearchNamedReplicationSlot(name.c_str(), false)) {
             SpinLockAcquire(&slot->mutex);
-            found = LocalSlot{slot->in_use, slot->active_pid != 0, slot->data.confirmed_flush};
+            found = LocalSlot{true, slot->active_pid != 0, slot->data.confirmed_flush};
             SpinLockRelease(&slot->mutex);
         }
         LWLockRelease(ReplicationSlotControlLock);
