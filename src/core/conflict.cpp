@@ -3,6 +3,8 @@
 #include <array>
 #include <stdexcept>
 
+#include "cpp_only.hpp"
+
 namespace pgmesh::conflict {
 
 namespace {

@@ -13,7 +13,21 @@
 #include <string>
 #include <utility>
 
+#include "cpp_only.hpp"
+
 namespace pgmesh::proto {
+
+std::string format_start_options(std::span<const StartOption> options) {
+    std::string out;
+    for (const StartOption &option : options) {
+        if (!out.empty()) out += ", ";
+        out.append(option.name);
+        out += " '";
+        for (char c : option.value) out += c == '\'' ? std::string("''") : std::string(1, c);
+        out += '\'';
+    }
+    return out;
+}
 
 // "0x4a ('J')": the byte as hex, and as a character when printable, since
 // type and kind bytes are ASCII letters and a wrong letter is the usual clue.

@@ -25,6 +25,29 @@ inline constexpr uint32_t kProtocolVersion = 2;
 // Largest column count a RELATION or tuple may declare (PostgreSQL's limit).
 inline constexpr uint32_t kMaxColumns = 1600;
 
+// Options of START_REPLICATION ... LOGICAL (...) that the apply worker gives
+// and the output plugin reads (docs/protocol.md).
+namespace start_option {
+inline constexpr std::string_view kProtoVersion = "proto_version";  // must be kProtocolVersion
+// The node id (decimal) of the node that streams: the plugin refuses a
+// parted node and a slot that belongs to another node.
+inline constexpr std::string_view kSubscriberNodeId = "subscriber_node_id";
+// binary_layout() of the subscriber: binary values only between equal ones.
+inline constexpr std::string_view kBinaryLayout = "binary_layout";
+inline constexpr std::string_view kEncoding = "encoding";  // must equal the provider's
+// The commit LSN of a transaction to send empty (pgmesh.skip_transaction).
+inline constexpr std::string_view kSkipCommitLsn = "skip_commit_lsn";
+}  // namespace start_option
+
+struct StartOption {
+    std::string_view name;
+    std::string value;
+};
+
+// The option list of START_REPLICATION, "name 'value', ...", quoted as the
+// replication grammar reads it (a quote inside a value doubled).
+std::string format_start_options(std::span<const StartOption> options);
+
 class DecodeError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <string>
 
+#include "cpp_only.hpp"
+
 namespace pgmesh::walstream {
 namespace {
 

@@ -17,6 +17,8 @@
 #include "catalog.hpp"
 #include "guard.hpp"
 #include "layout.hpp"
+#include "node.hpp"
+#include "origins.hpp"
 #include "remote.hpp"
 #include "shmem.hpp"
 #include "walstream.hpp"
@@ -126,7 +128,7 @@ private:
         });
         catalog::Nodes nodes = catalog::read_nodes();
         const catalog::Node *peer = nodes.find(peer_id_);
-        if (!nodes.local_id || !peer || peer->state != "ready") {
+        if (!nodes.local_id || !peer || peer->state != node::State::kReady) {
             pg::call([] { CommitTransactionCommand(); });
             return;  // nothing to stream from: the manager will notice
         }
@@ -135,48 +137,36 @@ private:
         std::string peer_dsn = peer->dsn;
         std::string peer_name = peer->name;
         peer_name_ = peer_name;
-        std::string origin = catalog::origin_name(peer_id_);
-        std::string slot_name = catalog::slot_name(peer_id_, local_id);
-        uint64_t start_lsn = pg::call([&] {
-            RepOriginId id = replorigin_by_name(origin.c_str(), true);
-            if (id == InvalidRepOriginId) id = replorigin_create(origin.c_str());
-            CommitTransactionCommand();
-            replorigin_session_setup(id);
-            replorigin_session_origin = id;
-            return replorigin_session_get_progress(false);
-        });
+        std::string slot_name = node::slot_name(peer_id_, local_id);
+        RepOriginId origin = origins::find_or_create(node::origin_name(peer_id_));
+        pg::call([] { CommitTransactionCommand(); });
+        origins::start_session(origin);
+        uint64_t start_lsn = pg::call([] { return replorigin_session_get_progress(false); });
 
         flushed_remote_ = start_lsn;
         remote::Connection conn = remote::connect(
-            peer_dsn, true, "pgmesh apply " + catalog::hex_id(local_id) + " from " + peer_name);
-        // A replication connection takes no parameters: the name is quoted
-        // by libpq.
-        std::string slot = remote::quote_identifier(conn.get(), slot_name);
+            peer_dsn, true, "pgmesh apply " + node::hex_id(local_id) + " from " + peer_name);
+        // A replication connection takes no parameters (nor the extended
+        // protocol): values are quoted by libpq.
         remote::Result exists = remote::exec(
             conn.get(), "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
                             remote::quote_literal(conn.get(), slot_name));
         if (PQntuples(exists.get()) == 0)
-            remote::exec(conn.get(), "CREATE_REPLICATION_SLOT " + slot +
-                                         " LOGICAL pgmesh (SNAPSHOT 'nothing')");
-        // Option values are quoted as the replication grammar reads them
-        // (a doubled quote); ours are numbers and names from this server.
-        auto option = [](const char *name, const std::string &value) {
-            std::string quoted;
-            for (char c : value) quoted += c == '\'' ? std::string("''") : std::string(1, c);
-            return std::string(name) + " '" + quoted + "'";
+            remote::create_logical_slot(conn.get(), slot_name, "nothing");
+        std::vector<proto::StartOption> options = {
+            {proto::start_option::kProtoVersion, std::to_string(proto::kProtocolVersion)},
+            {proto::start_option::kSubscriberNodeId, std::to_string(local_id)},
+            {proto::start_option::kBinaryLayout, binary_layout()},
+            {proto::start_option::kEncoding, pg::call([] { return GetDatabaseEncodingName(); })},
         };
-        std::string options =
-            option("proto_version", std::to_string(proto::kProtocolVersion)) + ", " +
-            option("subscriber_node_id", std::to_string(local_id)) + ", " +
-            option("binary_layout", binary_layout()) + ", " +
-            option("encoding", pg::call([] { return GetDatabaseEncodingName(); }));
         // A transaction the operator asked to skip may be one the peer
         // cannot even send (docs/conflicts.md): the peer sends it empty.
         if (uint64_t skip = skip_lsn())
-            options += ", " + option("skip_commit_lsn", walstream::format_lsn(skip));
+            options.push_back({proto::start_option::kSkipCommitLsn, walstream::format_lsn(skip)});
         remote::exec(conn.get(),
-                     "START_REPLICATION SLOT " + slot + " LOGICAL " +
-                         walstream::format_lsn(start_lsn) + " (" + options + ")",
+                     "START_REPLICATION SLOT " + remote::quote_identifier(conn.get(), slot_name) +
+                         " LOGICAL " + walstream::format_lsn(start_lsn) + " (" +
+                         proto::format_start_options(options) + ")",
                      PGRES_COPY_BOTH);
         update_slot([&](shmem::WorkerSlot &s) {
             s.connected = true;

@@ -1,7 +1,5 @@
 #include "catalog.hpp"
 
-#include <cstdio>
-
 #include "guard.hpp"
 #include "spi.hpp"
 
@@ -27,8 +25,13 @@ Nodes read_nodes() {
         "FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id) "
         "ORDER BY n.node_id");
     for (const spi::Row &row : rows) {
-        Node node{std::stoull(row.at(0).value()), row.at(1).value(), row.at(2).value(),
-                  row.at(3).value(), row.at(4) == "t"};
+        std::optional<node::State> state = node::parse_state(row.at(3).value());
+        if (!state)
+            throw pg::Error(ERRCODE_DATA_CORRUPTED, "pgmesh.node has unknown state \"" +
+                                                        *row.at(3) + "\" for node \"" +
+                                                        row.at(1).value() + "\"");
+        Node node{std::stoull(row.at(0).value()), row.at(1).value(), row.at(2).value(), *state,
+                  row.at(4) == "t"};
         if (node.is_local) {
             nodes.local_id = node.id;
             // Microseconds since the Unix epoch, as a TimestampTz (since 2000).
@@ -43,20 +46,6 @@ Nodes read_nodes() {
 
 bool extension_installed() {
     return pg::call([] { return OidIsValid(get_extension_oid("pgmesh", true)); });
-}
-
-std::string hex_id(uint64_t id) {
-    char buf[17];
-    snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
-    return buf;
-}
-
-std::string slot_name(uint64_t provider, uint64_t subscriber) {
-    return "pgmesh_" + hex_id(provider) + "_" + hex_id(subscriber);
-}
-
-std::string origin_name(uint64_t provider) {
-    return "pgmesh_" + hex_id(provider);
 }
 
 }  // namespace pgmesh::catalog

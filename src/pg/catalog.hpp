@@ -1,5 +1,5 @@
-// pgmesh's catalogs (pgmesh.node, pgmesh.local_node) and the names derived
-// from node ids (slots, origins).
+// pgmesh's catalogs (pgmesh.node, pgmesh.local_node). The names derived from
+// node ids (slots, origins) and the node states are in core/node.hpp.
 #pragma once
 
 #include <cstdint>
@@ -7,13 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "node.hpp"
+
 namespace pgmesh::catalog {
 
 struct Node {
     uint64_t id = 0;
     std::string name;
     std::string dsn;
-    std::string state;
+    node::State state = node::State::kJoining;
     bool is_local = false;
 };
 
@@ -36,11 +38,5 @@ Nodes read_nodes();
 
 // Whether this database has the extension installed (catalog lookup).
 bool extension_installed();
-
-// Slot on `provider` that `subscriber` streams from.
-std::string slot_name(uint64_t provider, uint64_t subscriber);
-// Replication origin on a node for changes that came from `provider`.
-std::string origin_name(uint64_t provider);
-std::string hex_id(uint64_t id);
 
 }  // namespace pgmesh::catalog

@@ -1,5 +1,7 @@
 #include "fault.hpp"
 
+#include <charconv>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -9,30 +11,130 @@ namespace pgmesh::fault {
 
 char *points = nullptr;
 
-bool armed(const char *point) {
-    if (!points || !*points) return false;
-    std::string_view list(points);
-    std::string_view wanted(point);
-    while (!list.empty()) {
-        size_t comma = list.find(',');
-        std::string_view item = list.substr(0, comma);
-        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-        if (item == wanted) return true;
-        if (comma == std::string_view::npos) break;
-        list.remove_prefix(comma + 1);
-    }
-    return false;
+namespace {
+
+// Every name that may be armed. join_<step> names come from join.cpp's
+// steps: keep the two lists in step.
+constexpr std::string_view kPoints[] = {
+    "skip_keyless_check",  "apply_before_commit",      "apply_after_commit",
+    "apply_feedback",      "join_create_remote_slots", "join_read_snapshot",
+    "join_copy_data",      "join_create_local_slots",  "join_write_catalog",
+    "join_announce_ready",
+};
+
+enum class Kind { kHold, kError, kSleep };
+
+struct Action {
+    Kind kind = Kind::kHold;
+    long sleep_ms = 0;
+};
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+    return s;
 }
 
-void hold_if_armed(const char *point) {
-    if (!armed(point)) return;
-    char *name = psprintf("pgmesh fault %s", point);
-    Datum key = Int64GetDatum(DatumGetInt32(
-        DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID, CStringGetTextDatum(name))));
-    ereport(LOG, (errmsg("pgmesh fault point \"%s\" holds", point)));
-    DirectFunctionCall1(pg_advisory_lock_int8, key);
-    DirectFunctionCall1(pg_advisory_unlock_int8, key);
+std::optional<Action> parse_action(std::string_view text) {
+    if (text.empty() || text == "hold") return Action{Kind::kHold, 0};
+    if (text == "error") return Action{Kind::kError, 0};
+    constexpr std::string_view kSleep = "sleep:";
+    if (!text.starts_with(kSleep)) return std::nullopt;
+    std::string_view digits = text.substr(kSleep.size());
+    long ms = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ms);
+    if (ec != std::errc() || end != digits.data() + digits.size() || ms < 0 || ms > 3600000)
+        return std::nullopt;
+    return Action{Kind::kSleep, ms};
+}
+
+// Calls f(name, action text) for each entry of the list; stops when f
+// returns false.
+template <typename F>
+void for_each_entry(std::string_view list, F &&f) {
+    while (!list.empty()) {
+        size_t comma = list.find(',');
+        std::string_view item = trim(list.substr(0, comma));
+        size_t eq = item.find('=');
+        std::string_view name = trim(item.substr(0, eq));
+        std::string_view action = eq == std::string_view::npos ? "" : trim(item.substr(eq + 1));
+        if (!item.empty() && !f(name, action)) return;
+        if (comma == std::string_view::npos) return;
+        list.remove_prefix(comma + 1);
+    }
+}
+
+std::optional<Action> armed_action(const char *name) {
+    if (!points || !*points) return std::nullopt;
+    std::optional<Action> found;
+    for_each_entry(points, [&](std::string_view entry, std::string_view action) {
+        if (entry != name) return true;
+        found = parse_action(action);
+        return false;
+    });
+    return found;
+}
+
+}  // namespace
+
+bool check_points(char **newval, void **, GucSource) {
+    if (!*newval) return true;
+    bool ok = true;
+    for_each_entry(*newval, [&](std::string_view name, std::string_view action) {
+        bool known = false;
+        for (std::string_view p : kPoints) known |= p == name;
+        if (!known) {
+            GUC_check_errdetail("Unknown fault point \"%.*s\".", static_cast<int>(name.size()),
+                                name.data());
+            ok = false;
+        } else if (!parse_action(action)) {
+            GUC_check_errdetail(
+                "Fault point \"%.*s\": action \"%.*s\" is not hold, error or "
+                "sleep:<milliseconds>.",
+                static_cast<int>(name.size()), name.data(), static_cast<int>(action.size()),
+                action.data());
+            ok = false;
+        }
+        return ok;
+    });
+    return ok;
+}
+
+bool armed(const char *name) {
+    return armed_action(name).has_value();
+}
+
+void point(const char *name) {
+    std::optional<Action> action = armed_action(name);
+    if (!action) return;
+    switch (action->kind) {
+        case Kind::kError:
+            ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                            errmsg("pgmesh fault point \"%s\" fired", name)));
+            break;
+        case Kind::kSleep: {
+            ereport(LOG,
+                    (errmsg("pgmesh fault point \"%s\" sleeps %ld ms", name, action->sleep_ms)));
+            TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), action->sleep_ms);
+            for (TimestampTz now = GetCurrentTimestamp(); now < end; now = GetCurrentTimestamp()) {
+                long left = static_cast<long>((end - now) / 1000) + 1;
+                int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
+                                   PG_WAIT_EXTENSION);
+                if (rc & WL_LATCH_SET) ResetLatch(MyLatch);
+                CHECK_FOR_INTERRUPTS();
+            }
+            break;
+        }
+        case Kind::kHold: {
+            char *lock_name = psprintf("pgmesh fault %s", name);
+            Datum key = Int64GetDatum(DatumGetInt32(DirectFunctionCall1Coll(
+                hashtext, DEFAULT_COLLATION_OID, CStringGetTextDatum(lock_name))));
+            ereport(LOG, (errmsg("pgmesh fault point \"%s\" holds", name)));
+            DirectFunctionCall1(pg_advisory_lock_int8, key);
+            DirectFunctionCall1(pg_advisory_unlock_int8, key);
+            break;
+        }
+    }
 }
 
 }  // namespace pgmesh::fault

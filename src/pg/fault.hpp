@@ -1,26 +1,49 @@
 // Named fault points, for tests that must force an order of events or a
-// path the normal guards close (a change the output plugin cannot send).
+// path the normal guards close. PostgreSQL 15 has no INJECTION_POINT; this
+// is ours.
 //
 // pgmesh.fault_points (superuser only) lists the armed points, comma
-// separated; an empty list (the default) arms none. The points:
+// separated, each as name or name=action; an empty list (the default) arms
+// none. Actions:
 //
-//   skip_keyless_check  the ExecutorStart hook lets UPDATE and DELETE on
-//                       tables without a usable key through
-//   join_before_dump    join_group holds after creating its slots, before
-//                       pg_dump starts (see hold_if_armed)
+//   hold       (the default) wait while another session of this database
+//              holds pg_advisory_lock(hashtext('pgmesh fault <name>')): the
+//              test chooses when the code goes on. Interruptible.
+//   error      raise ERROR "pgmesh fault point "<name>" fired" (XX000)
+//   sleep:<ms> sleep that long (interruptible), then go on
+//
+// A background worker reads the setting as any session does: from
+// ALTER DATABASE ... SET when it starts, or from postgresql.conf and
+// ALTER SYSTEM at a reload. Every point is listed in kPoints (fault.cpp) and
+// in docs/architecture.md; arming an unknown name is refused.
+//
+// Switches, which change a path instead of pausing at it (armed() only):
+//   skip_keyless_check   the ExecutorStart hook lets UPDATE and DELETE on
+//                        tables without a usable key through
+//
+// Points (fault::point()):
+//   apply_before_commit  apply worker: a remote transaction applied, its
+//                        local commit not yet done
+//   apply_after_commit   apply worker: committed, progress not yet reported
+//   apply_feedback       apply worker: before it sends feedback to the peer
+//   join_<step>          join_group: before each of its steps (join.cpp)
 #pragma once
+
+#include "postgres_headers.hpp"
 
 namespace pgmesh::fault {
 
 // pgmesh.fault_points (module.cpp defines the setting).
 extern char *points;
 
-// Whether the point is armed in this session.
-bool armed(const char *point);
+// GUC check hook of pgmesh.fault_points: every entry names a known point
+// or switch with a valid action.
+bool check_points(char **newval, void **extra, GucSource source);
 
-// If the point is armed, waits while another session of this database holds
-// the advisory lock pg_advisory_lock(hashtext('pgmesh fault <point>')): the
-// test chooses when the code goes on. Interruptible. Call inside pg::call.
-void hold_if_armed(const char *point);
+// Whether the point or switch is armed in this session (any action).
+bool armed(const char *name);
+
+// Does what the point is armed to do, if it is armed. Call inside pg::call.
+void point(const char *name);
 
 }  // namespace pgmesh::fault

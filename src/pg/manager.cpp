@@ -15,6 +15,7 @@
 
 #include "catalog.hpp"
 #include "guard.hpp"
+#include "node.hpp"
 #include "shmem.hpp"
 #include "workers.hpp"
 
@@ -204,7 +205,7 @@ void manager_main(Oid dboid) {
             Launched &l = appliers[peer.id];
             // A joining node is not streamed from until its copy is done and
             // it has its slots for us.
-            if (peer.state != "ready") {
+            if (peer.state != node::State::kReady) {
                 if (l.handle) pg::call([&] { TerminateBackgroundWorker(l.handle); });
                 continue;
             }

@@ -1,5 +1,6 @@
-// Group membership: create_group, join_group and the waits that tell when a
-// node is ready and in sync (SQL functions in sql_functions.cpp call these).
+// Group membership: create_group (node_admin.cpp), join_group (join.cpp) and
+// the waits that tell when a node is ready and in sync (waits.cpp). The SQL
+// functions in sql_functions.cpp call these.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,17 @@ void set_apply_paused(bool paused);
 // Set by _PG_init when loaded through shared_preload_libraries.
 extern bool loaded_at_startup;
 
-// Database whose manager must start when the current transaction commits.
+// Starts this database's manager when the current transaction commits.
 void start_manager_at_commit();
+
+// Checks shared by create_group and join_group; each throws pg::Error naming
+// the fix.
+void check_node_name(const std::string &name);
+void check_not_a_node();
+// The DSN a node gives for itself must lead back to this very database:
+// peers will use it to stream from us.
+void check_dsn_reaches_self(const std::string &dsn);
+// A fresh random node id (positive as a bigint).
+uint64_t new_node_id();
 
 }  // namespace pgmesh::node_admin

@@ -1,6 +1,7 @@
 #include "remote.hpp"
 
 #include "conninfo.hpp"
+#include "walstream.hpp"
 
 namespace pgmesh::remote {
 
@@ -167,6 +168,21 @@ void throw_result_error(PGconn *conn, const PGresult *result) {
 std::optional<std::string> value(const PGresult *res, int row, int col) {
     if (PQgetisnull(res, row, col)) return std::nullopt;
     return std::string(PQgetvalue(res, row, col), PQgetlength(res, row, col));
+}
+
+CreatedSlot create_logical_slot(PGconn *conn, const std::string &slot, const char *snapshot) {
+    // Replication commands take no parameters: the name is quoted by libpq,
+    // the snapshot action is one of the grammar's words.
+    std::string_view action(snapshot);
+    if (action != "nothing" && action != "export")
+        throw pg::Error(ERRCODE_INTERNAL_ERROR, "unexpected slot snapshot action");
+    Result created = exec(conn, "CREATE_REPLICATION_SLOT " + quote_identifier(conn, slot) +
+                                    " LOGICAL pgmesh (SNAPSHOT '" + std::string(action) + "')");
+    CreatedSlot out;
+    if (std::optional<std::string> point = value(created.get(), 0, 1))
+        out.consistent_point = walstream::parse_lsn(*point).value_or(0);
+    out.snapshot = value(created.get(), 0, 2).value_or("");
+    return out;
 }
 
 }  // namespace pgmesh::remote

@@ -3,6 +3,7 @@
 // with the remote SQLSTATE.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +50,16 @@ std::string quote_literal(PGconn *conn, std::string_view value);
 std::string quote_identifier(PGconn *conn, std::string_view name);
 
 std::optional<std::string> value(const PGresult *res, int row, int col);
+
+// A logical slot that the pgmesh output plugin decodes, created on the
+// replication connection `conn`. `snapshot` is the replication grammar's
+// SNAPSHOT option: "nothing", or "export" to copy data as of the slot's start
+// (the snapshot lives until the next command on `conn`).
+struct CreatedSlot {
+    uint64_t consistent_point = 0;
+    std::string snapshot;  // exported snapshot name, empty unless asked for
+};
+CreatedSlot create_logical_slot(PGconn *conn, const std::string &slot, const char *snapshot);
 
 // Waits until the connection's socket is readable (or writable) or the
 // latch is set; handles interrupts. Returns after at most timeout_ms.

@@ -1,0 +1,390 @@
+// pgmesh.join_group: a new node joins through a member of the group (the
+// join target), as named steps. Each step has a fault point
+// (join_<step>, fault.hpp) before it, so that tests can stop or fail the
+// join between any two steps.
+//
+//   announce_joining     the target learns of the node, as joining: no one
+//                        streams from it before it is ready
+//   create_remote_slots  a slot for the new node on every other member, then
+//                        one on the target that exports a snapshot
+//   read_snapshot        the target's node catalog, resolvers and progress
+//                        from each member, as of that snapshot
+//   copy_data            schema and data at the snapshot (dump_restore.hpp)
+//   create_local_slots   slots here for every member, before anything is
+//                        written here: no change made here is missed
+//   write_catalog        origins set where the copy ends for each member;
+//                        the catalog as the target had it
+//   announce_ready       the target marks the node ready; that reaches
+//                        every member, and starts their streams from us
+//
+// A join that fails undoes what it did: the slots it created on the other
+// members and here, and its row in the target's catalog. The local steps run
+// in a subtransaction, so that their writes are rolled back before the
+// slots here are dropped.
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog.hpp"
+#include "dump_restore.hpp"
+#include "fault.hpp"
+#include "guard.hpp"
+#include "node.hpp"
+#include "node_admin.hpp"
+#include "origins.hpp"
+#include "remote.hpp"
+#include "spi.hpp"
+#include "walstream.hpp"
+#include "xact_end.hpp"
+
+namespace pgmesh::node_admin {
+
+namespace {
+
+void check_database_empty() {
+    spi::Rows rows = spi::query(
+        "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmesh') "
+        "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'");
+    if (rows.at(0).at(0) != "0")
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "the database of a joining node must be empty",
+                        "It has " + rows[0][0].value_or("?") + " relations of its own.",
+                        "Join from a freshly created database with only the pgmesh extension.");
+}
+
+uint64_t lsn_of(const std::optional<std::string> &text) {
+    if (!text) return 0;
+    return walstream::parse_lsn(*text).value_or(0);
+}
+
+node::State state_of(const remote::Result &r, int row, int col) {
+    std::optional<std::string> text = remote::value(r.get(), row, col);
+    std::optional<node::State> state = node::parse_state(text.value_or(""));
+    if (!state)
+        throw pg::Error(
+            ERRCODE_DATA_CORRUPTED,
+            "the join target's pgmesh.node has unknown state \"" + text.value_or("") + "\"");
+    return *state;
+}
+
+void reset_copy_origin(bool) {
+    origins::end_session();
+}
+
+// Marks the rest of this transaction's writes with the copy origin until it
+// ends: the copied rows are the group's, not news from this node, and our
+// output plugin keeps rows written under an origin here.
+void write_as_copy() {
+    origins::start_session(origins::find_or_create(std::string(node::kCopyOrigin)));
+    xact_end::at_end(reset_copy_origin);
+}
+
+// A subtransaction of the caller's transaction, for steps whose writes must
+// be rolled back before their side effects outside it (slots) are undone.
+// PostgreSQL's internal subtransactions, as PL/pgSQL's exception blocks use.
+class Subtransaction {
+public:
+    Subtransaction() {
+        pg::call([&] {
+            context_ = CurrentMemoryContext;
+            owner_ = CurrentResourceOwner;
+            BeginInternalSubTransaction(nullptr);
+            MemoryContextSwitchTo(context_);
+        });
+    }
+    ~Subtransaction() {
+        if (open_) rollback();
+    }
+    Subtransaction(const Subtransaction &) = delete;
+    Subtransaction &operator=(const Subtransaction &) = delete;
+
+    void commit() { end(true); }
+    // After a caught error too: that is what aborts the subtransaction's
+    // work before PostgreSQL is called again.
+    void rollback() noexcept {
+        try {
+            end(false);
+        } catch (...) {
+            // Only a broken transaction state fails here; the outer
+            // transaction's abort cleans up after it.
+        }
+    }
+
+private:
+    void end(bool commit) {
+        if (!open_) return;
+        open_ = false;
+        pg::call([&] {
+            if (commit)
+                ReleaseCurrentSubTransaction();
+            else
+                RollbackAndReleaseCurrentSubTransaction();
+            MemoryContextSwitchTo(context_);
+            CurrentResourceOwner = owner_;
+        });
+    }
+
+    MemoryContext context_ = nullptr;
+    ResourceOwner owner_ = nullptr;
+    bool open_ = true;
+};
+
+struct RemoteSlot {
+    std::string dsn;  // of the node it is on
+    std::string name;
+};
+
+struct Member {
+    uint64_t node_id = 0;
+    std::string dsn;
+    uint64_t consistent_point = 0;  // where our slot on it starts
+};
+
+class Join {
+public:
+    Join(std::string node_name, std::string node_dsn, std::string join_using_dsn)
+        : node_name_(std::move(node_name)),
+          node_dsn_(std::move(node_dsn)),
+          join_using_dsn_(std::move(join_using_dsn)) {}
+
+    uint64_t run() {
+        inspect_target();
+        id_ = new_node_id();
+        try {
+            step("join_announce_joining", &Join::announce_joining);
+            step("join_create_remote_slots", &Join::create_remote_slots);
+            step("join_read_snapshot", &Join::read_snapshot);
+            step("join_copy_data", &Join::copy_data);
+            Subtransaction local_steps;
+            try {
+                step("join_create_local_slots", &Join::create_local_slots);
+                step("join_write_catalog", &Join::write_catalog);
+                step("join_announce_ready", &Join::announce_ready);
+            } catch (...) {
+                local_steps.rollback();
+                drop_local_slots();
+                throw;
+            }
+            local_steps.commit();
+        } catch (...) {
+            undo_remote();
+            throw;
+        }
+        return id_;
+    }
+
+private:
+    void step(const char *fault_point, void (Join::*action)()) {
+        pg::call([&] { fault::point(fault_point); });
+        (this->*action)();
+    }
+
+    // The target must be a member; the other members are streamed from
+    // directly.
+    void inspect_target() {
+        target_ = remote::connect(join_using_dsn_, false, "pgmesh join", 30);
+        remote::Result ext = remote::exec(
+            target_.get(), "SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'pgmesh'");
+        if (remote::value(ext.get(), 0, 0) != "1")
+            throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                            "the join target has no pgmesh extension", {},
+                            "Join through a node of the group: its DSN goes in join_using_dsn.");
+        remote::Result nodes =
+            remote::exec(target_.get(),
+                         "SELECT n.node_id, n.node_name, n.dsn, n.state, l.node_id IS NOT NULL "
+                         "FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id)");
+        for (int i = 0; i < PQntuples(nodes.get()); i++) {
+            uint64_t id = std::stoull(*remote::value(nodes.get(), i, 0));
+            if (remote::value(nodes.get(), i, 1) == node_name_)
+                throw pg::Error(ERRCODE_DUPLICATE_OBJECT,
+                                "node name \"" + node_name_ + "\" is already in use in this group",
+                                {}, "Choose another node_name.");
+            node::State state = state_of(nodes, i, 3);
+            if (state == node::State::kParted) continue;
+            if (remote::value(nodes.get(), i, 4) == "t")
+                target_id_ = id;
+            else if (state == node::State::kReady)
+                members_.push_back(Member{id, *remote::value(nodes.get(), i, 2), 0});
+        }
+        if (!target_id_)
+            throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                            "the join target is not a member of a pgmesh group", {},
+                            "Run pgmesh.create_group() there first, or join through a member.");
+    }
+
+    void announce_joining() {
+        remote::exec_params(target_.get(),
+                            "INSERT INTO pgmesh.node (node_id, node_name, dsn, state) "
+                            "VALUES ($1, $2, $3, $4)",
+                            {std::to_string(id_), node_name_, node_dsn_,
+                             std::string(node::name(node::State::kJoining))},
+                            PGRES_COMMAND_OK);
+        announced_ = true;
+    }
+
+    void create_remote_slots() {
+        for (Member &m : members_) {
+            remote::Connection repl = remote::connect(m.dsn, true, "pgmesh join", 30);
+            std::string slot = node::slot_name(m.node_id, id_);
+            m.consistent_point =
+                remote::create_logical_slot(repl.get(), slot, "nothing").consistent_point;
+            remote_slots_.push_back(RemoteSlot{m.dsn, slot});
+        }
+        // The target's last: its exported snapshot lives as long as this
+        // connection stays idle, until the copy is done.
+        target_repl_ = remote::connect(join_using_dsn_, true, "pgmesh join", 30);
+        std::string slot = node::slot_name(*target_id_, id_);
+        remote::CreatedSlot created =
+            remote::create_logical_slot(target_repl_.get(), slot, "export");
+        remote_slots_.push_back(RemoteSlot{join_using_dsn_, slot});
+        target_point_ = created.consistent_point;
+        snapshot_ = created.snapshot;
+    }
+
+    void read_snapshot() {
+        remote::exec(target_.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ", PGRES_COMMAND_OK);
+        remote::exec(target_.get(),
+                     "SET TRANSACTION SNAPSHOT " + remote::quote_literal(target_.get(), snapshot_),
+                     PGRES_COMMAND_OK);
+        snapshot_nodes_ =
+            remote::exec(target_.get(), "SELECT node_id, node_name, dsn, state FROM pgmesh.node");
+        snapshot_resolvers_ =
+            remote::exec(target_.get(),
+                         "SELECT table_schema, table_name, conflict_type, resolver FROM "
+                         "pgmesh.conflict_resolver");
+        target_progress_ = remote::exec(
+            target_.get(), "SELECT external_id, remote_lsn FROM pg_replication_origin_status");
+        remote::exec(target_.get(), "COMMIT", PGRES_COMMAND_OK);
+    }
+
+    void copy_data() {
+        dump_restore::copy(join_using_dsn_, node_dsn_, snapshot_);
+        target_repl_.reset();  // the snapshot is no longer needed
+    }
+
+    void create_local_slots() {
+        for (int i = 0; i < PQntuples(snapshot_nodes_.get()); i++) {
+            uint64_t peer = std::stoull(*remote::value(snapshot_nodes_.get(), i, 0));
+            if (peer == id_ || state_of(snapshot_nodes_, i, 3) == node::State::kParted) continue;
+            std::string slot = node::slot_name(id_, peer);
+            spi::query("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgmesh')",
+                       {spi::text(slot)});
+            local_slots_.push_back(slot);
+        }
+    }
+
+    void write_catalog() {
+        origins::advance(origins::find_or_create(node::origin_name(*target_id_)), target_point_);
+        for (const Member &m : members_) {
+            // Changes from m that the target had applied by the snapshot are
+            // in the copy; stream the rest straight from m.
+            uint64_t applied_at_target = 0;
+            for (int i = 0; i < PQntuples(target_progress_.get()); i++)
+                if (remote::value(target_progress_.get(), i, 0) == node::origin_name(m.node_id))
+                    applied_at_target = lsn_of(remote::value(target_progress_.get(), i, 1));
+            origins::advance(origins::find_or_create(node::origin_name(m.node_id)),
+                             std::max(m.consistent_point, applied_at_target));
+        }
+        write_as_copy();
+        auto column = [](const remote::Result &r, int row, int col) {
+            return spi::text_or_null(remote::value(r.get(), row, col));
+        };
+        for (int i = 0; i < PQntuples(snapshot_nodes_.get()); i++)
+            spi::query(
+                "INSERT INTO pgmesh.node (node_id, node_name, dsn, state) "
+                "VALUES ($1::pg_catalog.int8, $2, $3, $4)",
+                {column(snapshot_nodes_, i, 0), column(snapshot_nodes_, i, 1),
+                 column(snapshot_nodes_, i, 2), column(snapshot_nodes_, i, 3)});
+        for (int i = 0; i < PQntuples(snapshot_resolvers_.get()); i++)
+            spi::query(
+                "INSERT INTO pgmesh.conflict_resolver (table_schema, table_name, "
+                "conflict_type, resolver) VALUES ($1, $2, $3, $4)",
+                {column(snapshot_resolvers_, i, 0), column(snapshot_resolvers_, i, 1),
+                 column(snapshot_resolvers_, i, 2), column(snapshot_resolvers_, i, 3)});
+        spi::query(
+            "INSERT INTO pgmesh.local_node (node_id, copied_until) "
+            "VALUES ($1, pg_catalog.clock_timestamp())",
+            {spi::int8(static_cast<int64_t>(id_))});
+    }
+
+    void announce_ready() {
+        remote::exec_params(target_.get(), "UPDATE pgmesh.node SET state = $2 WHERE node_id = $1",
+                            {std::to_string(id_), std::string(node::name(node::State::kReady))},
+                            PGRES_COMMAND_OK);
+    }
+
+    // Slots are not transactional: the ones created here stay unless dropped.
+    // Runs after the local steps' subtransaction was rolled back.
+    void drop_local_slots() noexcept {
+        for (const std::string &slot : local_slots_) {
+            try {
+                spi::query("SELECT pg_catalog.pg_drop_replication_slot($1)", {spi::text(slot)});
+            } catch (const std::exception &) {
+                // Best effort: the join already failed with the error that
+                // matters, and the transaction's abort follows.
+            }
+        }
+    }
+
+    void undo_remote() noexcept {
+        for (const RemoteSlot &slot : remote_slots_) {
+            try {
+                remote::Connection conn =
+                    remote::connect(slot.dsn, false, "pgmesh join cleanup", 10);
+                remote::exec_params(conn.get(),
+                                    "SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
+                                    "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                                    {slot.name});
+            } catch (const std::exception &) {
+                // Best effort, as above.
+            }
+        }
+        if (!announced_) return;
+        try {
+            if (PQtransactionStatus(target_.get()) != PQTRANS_IDLE)
+                remote::exec(target_.get(), "ROLLBACK", PGRES_COMMAND_OK);
+            remote::exec_params(target_.get(), "DELETE FROM pgmesh.node WHERE node_id = $1",
+                                {std::to_string(id_)}, PGRES_COMMAND_OK);
+        } catch (const std::exception &) {
+            // Best effort, as above.
+        }
+    }
+
+    const std::string node_name_;
+    const std::string node_dsn_;
+    const std::string join_using_dsn_;
+    uint64_t id_ = 0;
+    remote::Connection target_;       // SQL connection to the join target
+    remote::Connection target_repl_;  // holds the exported snapshot
+    std::optional<uint64_t> target_id_;
+    std::vector<Member> members_;  // ready members other than the target
+    bool announced_ = false;
+    std::vector<RemoteSlot> remote_slots_;
+    std::vector<std::string> local_slots_;
+    uint64_t target_point_ = 0;
+    std::string snapshot_;
+    remote::Result snapshot_nodes_;
+    remote::Result snapshot_resolvers_;
+    remote::Result target_progress_;
+};
+
+}  // namespace
+
+uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
+                    const std::string &join_using_dsn) {
+    check_server_setup();
+    check_node_name(node_name);
+    remote::check_dsn(node_dsn, "node_dsn");
+    remote::check_dsn(join_using_dsn, "join_using_dsn");
+    check_not_a_node();
+    check_database_empty();
+    check_dsn_reaches_self(node_dsn);
+    uint64_t id = Join(node_name, node_dsn, join_using_dsn).run();
+    start_manager_at_commit();
+    return id;
+}
+
+}  // namespace pgmesh::node_admin
