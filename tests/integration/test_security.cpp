@@ -499,9 +499,9 @@ TEST_F(SecretsTest, JoinKeepsSecretsOffCommandLines) {
     // point; the table is locked; the join goes on and its pg_dump waits for
     // the lock, long enough to be looked at.
     pq::Connection fault_holder = connect(2);
-    fault_holder.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault join_before_dump'))");
+    fault_holder.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault join_copy_data'))");
     pq::Connection joiner = connect(2);
-    joiner.exec("SET pgmesh.fault_points = 'join_before_dump'");
+    joiner.exec("SET pgmesh.fault_points = 'join_copy_data'");
     std::string join_error;
     std::thread join([&] {
         try {
