@@ -143,6 +143,10 @@ struct Truncate {
     bool operator==(const Truncate &) const = default;
 };
 
+// Every prefix of pgmesh's logical messages starts with this; the output
+// plugin sends no other (pg_logical_emit_message by users stays local).
+inline constexpr std::string_view kMessagePrefix = "pgmesh";
+
 // pgmesh's own logical messages (DDL, lock protocol): prefix says which.
 struct Message {
     bool transactional = true;

@@ -15,6 +15,7 @@
 
 #include "apply.hpp"
 #include "catalog.hpp"
+#include "fault.hpp"
 #include "guard.hpp"
 #include "layout.hpp"
 #include "node.hpp"
@@ -51,6 +52,47 @@ void release_worker_slot(int, Datum arg) {
     LWLockRelease(shmem::state().lock);
 }
 
+// Names the remote transaction and change being applied in the context of
+// every error and message raised while applying, as PostgreSQL's apply
+// worker does with its ApplyErrorCallbackArg.
+class ApplyErrorContext {
+public:
+    explicit ApplyErrorContext(const apply::Applier &applier) {
+        callback_.callback = describe;
+        callback_.arg = const_cast<apply::Applier *>(&applier);
+        callback_.previous = error_context_stack;
+        error_context_stack = &callback_;
+    }
+    ~ApplyErrorContext() {
+        if (error_context_stack == &callback_) error_context_stack = callback_.previous;
+    }
+    ApplyErrorContext(const ApplyErrorContext &) = delete;
+    ApplyErrorContext &operator=(const ApplyErrorContext &) = delete;
+
+    // `error` with the apply context line. Errors PostgreSQL raised while
+    // applying have it already; pgmesh's own (a conflict, a protocol
+    // violation) get it here.
+    pg::Error located(const pg::Error &error) const {
+        pg::Error out = error;
+        char line[kLineSize];
+        static_cast<const apply::Applier *>(callback_.arg)->describe_position(line, sizeof line);
+        if (line[0] && out.context.find(line) == std::string::npos)
+            out.context += out.context.empty() ? line : "\n" + std::string(line);
+        return out;
+    }
+
+private:
+    static constexpr size_t kLineSize = 512;
+
+    static void describe(void *arg) {
+        char line[kLineSize];
+        static_cast<const apply::Applier *>(arg)->describe_position(line, sizeof line);
+        if (line[0]) errcontext("%s", line);
+    }
+
+    ErrorContextCallback callback_{};
+};
+
 class ApplyWorker {
 public:
     ApplyWorker(Oid dboid, uint64_t peer_id) : dboid_(dboid), peer_id_(peer_id) {}
@@ -59,6 +101,9 @@ public:
         attach_slot();
         try {
             stream();
+        } catch (const pg::Error &e) {
+            record_error(e.context.empty() ? e.message() : e.message() + "\nCONTEXT: " + e.context);
+            throw;
         } catch (const std::exception &e) {
             record_error(e.what());
             throw;
@@ -84,9 +129,9 @@ private:
                             "Raise max_worker_processes.");
     }
 
-    void record_error(const char *message) {
+    void record_error(const std::string &message) {
         LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
-        strlcpy(slot_->last_error, message, shmem::kErrorLength);
+        strlcpy(slot_->last_error, message.c_str(), shmem::kErrorLength);
         slot_->connected = false;
         LWLockRelease(shmem::state().lock);
     }
@@ -186,20 +231,16 @@ private:
             explicit Registration(apply::Applier *a) { current_applier = a; }
             ~Registration() { current_applier = nullptr; }
         } registration(&applier);
+        ApplyErrorContext context(applier);
         try {
             loop(conn.get(), applier);
         } catch (const pg::Error &e) {
             if (!applier.in_transaction()) throw;
-            // Name the remote transaction, so that the operator can skip it;
-            // record the failure once its transaction is rolled back.
+            // Record the failure once its transaction is rolled back, and
+            // name the remote transaction, so that the operator can skip it.
             pg::call([] { AbortCurrentTransaction(); });
-            std::string where = " (remote transaction " + std::to_string(applier.current().xid) +
-                                " from node \"" + peer_name + "\", commit LSN " +
-                                walstream::format_lsn(applier.current().final_lsn) + ")";
-            applier.record_failure(e, e.message() + where);
-            pg::Error located(e.sqlerrcode(), e.message() + where, e.detail(), e.hint());
-            located.context = e.context;
-            throw located;
+            applier.record_failure(e);
+            throw context.located(e);
         }
     }
 
@@ -333,6 +374,7 @@ private:
     }
 
     void send_feedback(PGconn *conn, apply::Applier &applier) {
+        pg::call([] { fault::point("apply_feedback"); });
         uint64_t flushed = flushed_position(applier);
         TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
         std::string msg = walstream::standby_status(received_lsn_, flushed, flushed, now, false);

@@ -20,12 +20,14 @@
 // C++ exceptions from escaping into PostgreSQL.
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "catalog.hpp"
 #include "guard.hpp"
 #include "layout.hpp"
+#include "node.hpp"
 #include "protocol.hpp"
 #include "replicated.hpp"
 
@@ -62,6 +64,9 @@ struct PluginState {
     // pgmesh.skip_transaction on the subscriber: this transaction goes out
     // empty (BEGIN, COMMIT), so that the subscriber records the skip.
     XLogRecPtr skip_lsn = InvalidXLogRecPtr;
+    // The node that streams (option subscriber_node_id): 0 when not given,
+    // as by a tool that peeks at the slot.
+    uint64_t subscriber_node_id = 0;
     bool skipping = false;
     bool binary_allowed = false;
     bool begin_sent = false;
@@ -283,7 +288,8 @@ void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool 
     foreach (lc, ctx->output_plugin_options) {
         DefElem *elem = lfirst_node(DefElem, lc);
         const char *value = option_string(elem);
-        if (strcmp(elem->defname, "proto_version") == 0) {
+        std::string_view name(elem->defname);
+        if (name == proto::start_option::kProtoVersion) {
             if (strcmp(value, std::to_string(proto::kProtocolVersion).c_str()) != 0)
                 ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                                 errmsg("pgmesh protocol version %s is not supported", value),
@@ -291,18 +297,26 @@ void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool 
                                           proto::kProtocolVersion),
                                 errhint("Run the same pgmesh version on every node.")));
             version_given = true;
-        } else if (strcmp(elem->defname, "binary_layout") == 0) {
+        } else if (name == proto::start_option::kBinaryLayout) {
             st.binary_allowed = binary_layout() == value;
-        } else if (strcmp(elem->defname, "encoding") == 0) {
+        } else if (name == proto::start_option::kEncoding) {
             if (strcmp(value, GetDatabaseEncodingName()) != 0)
                 ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                                 errmsg("peer database encoding %s differs from this node's %s",
                                        value, GetDatabaseEncodingName()),
                                 errhint("Create every node's database with the same encoding.")));
-        } else if (strcmp(elem->defname, "skip_commit_lsn") == 0) {
+        } else if (name == proto::start_option::kSkipCommitLsn) {
             st.skip_lsn = DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(value)));
-        } else if (strcmp(elem->defname, "subscriber_node_id") == 0) {
-            // Informational: the slot name already ties it to the subscriber.
+        } else if (name == proto::start_option::kSubscriberNodeId) {
+            char *end = nullptr;
+            errno = 0;
+            unsigned long long id = strtoull(value, &end, 10);
+            if (errno != 0 || end == value || *end != '\0' || id == 0 || id > INT64_MAX)
+                ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                                errmsg("invalid pgmesh output plugin option subscriber_node_id "
+                                       "\"%s\"",
+                                       value)));
+            st.subscriber_node_id = id;
         } else {
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                             errmsg("unknown pgmesh output plugin option \"%s\"", elem->defname)));
@@ -311,6 +325,26 @@ void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool 
     if (!version_given)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("pgmesh output plugin needs option proto_version")));
+}
+
+// A node streams only from its own slot here, and never once it parted
+// from the group: what it would receive is no longer its business, and its
+// confirmations would free WAL that the survivors may still need.
+void check_subscriber(LogicalDecodingContext *ctx, const catalog::Nodes &nodes,
+                      uint64_t subscriber) {
+    std::string own_slot = node::slot_name(*nodes.local_id, subscriber);
+    std::string slot = pg::call([&] { return NameStr(ctx->slot->data.name); });
+    if (slot != own_slot)
+        throw pg::Error(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "replication slot \"" + slot + "\" does not belong to node " +
+                std::to_string(subscriber),
+            "Node " + std::to_string(subscriber) + " streams from slot \"" + own_slot + "\".");
+    const catalog::Node *peer = nodes.find(subscriber);
+    if (peer && peer->state == node::State::kParted)
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "node \"" + peer->name + "\" has parted from the group", {},
+                        "A parted node cannot rejoin; join it again as a new node.");
 }
 
 }  // namespace
@@ -324,8 +358,10 @@ void startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool is_
     if (started) pg::call([] { StartTransactionCommand(); });
     catalog::Nodes nodes = catalog::read_nodes();
     if (started) pg::call([] { CommitTransactionCommand(); });
-    state_of(ctx).local_node_id = nodes.require_local().id;
-    state_of(ctx).local_node_name = nodes.require_local().name;
+    PluginState &st = state_of(ctx);
+    st.local_node_id = nodes.require_local().id;
+    st.local_node_name = nodes.require_local().name;
+    if (st.subscriber_node_id) check_subscriber(ctx, nodes, st.subscriber_node_id);
 }
 
 void shutdown(LogicalDecodingContext *ctx) {
@@ -435,7 +471,7 @@ void truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations
 
 void message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr, bool transactional,
              const char *prefix, Size size, const char *content) {
-    if (strncmp(prefix, "pgmesh", 6) != 0) return;
+    if (!std::string_view(prefix).starts_with(proto::kMessagePrefix)) return;
     PluginState &st = state_of(ctx);
     if (transactional && st.skipping) return;
     if (transactional) send_begin_once(ctx, st, txn);

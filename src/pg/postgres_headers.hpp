@@ -137,4 +137,16 @@ inline bool can_set_role(Oid member, Oid role) {
 #endif
 }
 
+// ExecInsertIndexTuples; 16 added onlySummarizing (false: every index).
+inline List *insert_index_tuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate,
+                                 bool no_dup_err, bool *spec_conflict, List *arbiter_indexes) {
+#if PG_VERSION_NUM >= 160000
+    return ExecInsertIndexTuples(rri, slot, estate, false, no_dup_err, spec_conflict,
+                                 arbiter_indexes, false);
+#else
+    return ExecInsertIndexTuples(rri, slot, estate, false, no_dup_err, spec_conflict,
+                                 arbiter_indexes);
+#endif
+}
+
 }  // namespace pgmesh::compat
