@@ -1,6 +1,8 @@
 // A stand-in for the pgmesh SQL surface, in plain SQL, for tests that check
 // the fixture and the CLI on servers without the extension: the functions
-// record their calls in pgmesh.calls.
+// record their calls in pgmesh.calls. Its views have the columns of the
+// extension's (names, types, order); test_fixture checks that where pgmesh is
+// installed.
 #pragma once
 
 namespace pgmesh::test {
@@ -30,7 +32,8 @@ CREATE VIEW pgmesh.status AS
     SELECT 2::bigint AS peer_node_id, 'node2'::text AS peer_node_name, true AS connected,
            4242 AS worker_pid, 0::bigint AS apply_lag_bytes,
            0.25::double precision AS apply_lag_seconds,
-           now() AS last_applied_commit_time, 0::bigint AS conflicts, NULL::text AS last_error;
+           now() AS last_applied_commit_time, 0::bigint AS conflicts,
+           '{}'::jsonb AS conflicts_by_type, NULL::text AS last_error;
 )sql";
 
 }  // namespace pgmesh::test

@@ -151,6 +151,8 @@ TEST_F(CliOnPlainNodes, StatusPrintsTheStatusViewAsATable) {
         << result.output;
     EXPECT_TRUE(contains(result.output, "            2 | node2          | t         |"))
         << result.output;
+    EXPECT_TRUE(contains(result.output, " | conflicts | conflicts_by_type | last_error"))
+        << result.output;
     EXPECT_TRUE(contains(result.output, "(1 row)")) << result.output;
 }
 

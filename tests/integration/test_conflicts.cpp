@@ -262,8 +262,11 @@ TEST_F(ConflictTest, SkipTransactionIsTheOtherWayOut) {
     pause_all();
     exec(1, "INSERT INTO t VALUES (10, 5, 100), (11, 200, 6)");
     tick();
+    // The WAL positions around node2's transaction, to recognize its commit.
+    // (The insert position: the write position may lag behind a commit.)
+    std::string before = query_value(2, "SELECT pg_current_wal_insert_lsn()");
     exec(2, "INSERT INTO t VALUES (12, 5, 6)");
-    std::string lsn = query_value(2, "SELECT pg_current_wal_lsn()");
+    std::string after = query_value(2, "SELECT pg_current_wal_insert_lsn()");
     for (int n = 1; n <= node_count(); n++) exec(n, "SELECT pgmesh.resume_apply()");
     ASSERT_TRUE(wait_until(
         [&] {
@@ -276,6 +279,11 @@ TEST_F(ConflictTest, SkipTransactionIsTheOtherWayOut) {
         query_value(1,
                     "SELECT remote_commit_lsn FROM pgmesh.conflict_history WHERE conflict_type = "
                     "'multiple_unique_conflicts' LIMIT 1");
+    // The history names the commit of exactly that transaction.
+    EXPECT_EQ(query_value(2, "SELECT '" + commit_lsn + "'::pg_lsn BETWEEN '" + before + "' AND '" +
+                                 after + "'"),
+              "t")
+        << commit_lsn << " is not between " << before << " and " << after;
     expect_error(1, "SELECT pgmesh.skip_transaction('nosuchnode', '0/1')", "42704");
     exec(1, "SELECT pgmesh.skip_transaction('node2', '" + commit_lsn + "')");
     wait_for_sync(2, 60);
@@ -286,7 +294,6 @@ TEST_F(ConflictTest, SkipTransactionIsTheOtherWayOut) {
     wait_for_sync(2);
     EXPECT_EQ(query_value(1, "SELECT count(*) FROM t WHERE id = 20"), "1");
     EXPECT_EQ(query_value(1, "SELECT coalesce(last_error, '') FROM pgmesh.status"), "");
-    (void)lsn;
 }
 
 TEST_F(ConflictTest, PerTableResolvers) {
@@ -427,7 +434,10 @@ TEST_F(RandomizedConflictTest, ConcurrentWritersOnFewKeysConverge) {
     wait_for_sync_all(120);
     EXPECT_TRUE(verify_all());
     long total_ops = 0;
-    for (int n = 1; n <= node_count(); n++) total_ops += ops[n];
+    for (int n = 1; n <= node_count(); n++) {
+        EXPECT_GT(ops[n], 100) << "node" << n << " wrote too little to provoke conflicts";
+        total_ops += ops[n];
+    }
     std::cout << "[measure] randomized: " << total_ops << " writes in 30 s on 3 nodes\n";
     for (int n = 1; n <= node_count(); n++) {
         std::cout << "[measure] node" << n << " conflicts by type: "

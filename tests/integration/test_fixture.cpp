@@ -107,6 +107,7 @@ TEST_F(PlainTwoNodes, Kill9ThenStartRunsCrashRecovery) {
     bystander.exec("INSERT INTO durable VALUES (5000, 'uncommitted')");
 
     const pid_t killed = postmaster_pid(2);
+    const pid_t other = postmaster_pid(1);
     kill9(2);
     EXPECT_FALSE(is_running(2));
     EXPECT_THROW(connect(2), pgmesh::pq::Error);
@@ -121,7 +122,8 @@ TEST_F(PlainTwoNodes, Kill9ThenStartRunsCrashRecovery) {
     std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
     EXPECT_NE(text.find("automatic recovery in progress"), std::string::npos)
         << "no crash recovery in " << log_file(2);
-    // The other node is unaffected.
+    // The other node is unaffected: the same server, still serving.
+    EXPECT_EQ(postmaster_pid(1), other);
     EXPECT_EQ(query_value(1, "SELECT 1"), "1");
 }
 
@@ -219,6 +221,22 @@ TEST_F(PlainTwoNodes, FormingStepsCallTheSqlSurface) {
     }
     // The stub's tables live in schema pgmesh, which verify skips.
     EXPECT_TRUE(verify_report().tables.empty());
+}
+
+// The CLI tests read the stub's views as they would the extension's.
+TEST_F(PlainTwoNodes, StubViewsHaveTheExtensionsColumns) {
+    if (query_value(2, "SELECT count(*) FROM pg_available_extensions WHERE name = 'pgmesh'") == "0")
+        GTEST_SKIP() << "pgmesh is not installed";
+    exec(1, pgmesh::test::kPgmeshStubSql);
+    exec(2, "CREATE EXTENSION pgmesh");  // the views need no preloaded library
+    const std::string columns =
+        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE c.relnamespace = 'pgmesh'::regnamespace AND c.relname IN ('nodes', 'status') "
+        "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum";
+    const pgmesh::pq::Rows stub = query_rows(1, columns);
+    EXPECT_EQ(stub.size(), 15u);  // 5 in nodes, 10 in status
+    EXPECT_EQ(stub, query_rows(2, columns));
 }
 
 TEST_F(MeshTest, StartClusterInTheTestBodyWithExtraSettings) {

@@ -57,11 +57,28 @@ protected:
 
     std::vector<size_t> frame_sizes_;  // bytes per frame of the last peek()
 
-    std::vector<proto::Insert> inserts(const std::vector<proto::Decoded> &messages) {
-        std::vector<proto::Insert> out;
+    // The messages of type T among messages, in order.
+    template <typename T>
+    static std::vector<T> only(const std::vector<proto::Decoded> &messages) {
+        std::vector<T> out;
         for (const auto &m : messages)
-            if (auto *i = std::get_if<proto::Insert>(&m)) out.push_back(*i);
+            if (auto *one = std::get_if<T>(&m)) out.push_back(*one);
         return out;
+    }
+    std::vector<proto::Insert> inserts(const std::vector<proto::Decoded> &messages) {
+        return only<proto::Insert>(messages);
+    }
+    std::vector<proto::Update> updates(const std::vector<proto::Decoded> &messages) {
+        return only<proto::Update>(messages);
+    }
+    std::vector<proto::Delete> deletes(const std::vector<proto::Decoded> &messages) {
+        return only<proto::Delete>(messages);
+    }
+    // Names of the relations the messages describe.
+    std::vector<std::string> relation_names(const std::vector<proto::Decoded> &messages) {
+        std::vector<std::string> names;
+        for (const proto::Relation &r : only<proto::Relation>(messages)) names.push_back(r.name);
+        return names;
     }
 
     std::list<std::vector<uint8_t>> buffers_;  // decoded values point into these
@@ -146,20 +163,55 @@ TEST_F(OutputPluginTest, SmallTransactionsAreOneFrameLargeOnesArePieces) {
 }
 
 TEST_F(OutputPluginTest, ChangesWrittenUnderAnOriginDoNotLeave) {
-    exec(1, "CREATE TABLE t (id int PRIMARY KEY)");
-    exec(1, "CREATE TABLE unlogged_t (id int PRIMARY KEY)");
+    exec(1, "CREATE TABLE t (id int PRIMARY KEY, v text)");
     exec(1, "SELECT pg_create_logical_replication_slot('peek', 'pgmesh')");
     exec(1, "SELECT pg_replication_origin_create('some_peer')");
     pq::Connection applier = connect(1);
     applier.exec("SELECT pg_replication_origin_session_setup('some_peer')");
-    applier.exec("INSERT INTO t VALUES (1)");  // as an apply worker would
-    exec(1, "INSERT INTO t VALUES (2)");       // a local change
-    auto ins = inserts(peek(own_layout()));
+    // As an apply worker would: an insert, an update and a delete.
+    applier.exec(
+        "INSERT INTO t VALUES (1, 'remote'); UPDATE t SET v = 'remote too' WHERE id = 1; "
+        "INSERT INTO t VALUES (3, 'remote'); DELETE FROM t WHERE id = 3");
+    exec(1, "INSERT INTO t VALUES (2, 'local')");  // a local change
+    auto messages = peek(own_layout());
+    // Only the local transaction leaves.
+    EXPECT_EQ(only<proto::Begin>(messages).size(), 1u);
+    auto ins = inserts(messages);
     ASSERT_EQ(ins.size(), 1u);
+    ASSERT_EQ(ins[0].new_tuple.size(), 2u);
     EXPECT_EQ(ins[0].new_tuple[0].kind, proto::ValueKind::kBinary);
-    // The local-node catalog never leaves either.
-    exec(1, "UPDATE pgmesh.local_node SET node_id = node_id");
-    EXPECT_EQ(inserts(peek(own_layout())).size(), 1u);
+    EXPECT_EQ(ins[0].new_tuple[0].data, std::string_view("\0\0\0\2", 4));  // int4send(2)
+    EXPECT_EQ(ins[0].new_tuple[1].data, "local");
+    EXPECT_TRUE(updates(messages).empty());
+    EXPECT_TRUE(deletes(messages).empty());
+}
+
+// Only what replicates leaves: neither the rows of an UNLOGGED table nor the
+// node-local catalog pgmesh.local_node, alone or next to a replicated change.
+TEST_F(OutputPluginTest, UnloggedTablesAndTheLocalNodeCatalogDoNotLeave) {
+    exec(1, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(1, "CREATE UNLOGGED TABLE unlogged_t (id int PRIMARY KEY, v text)");
+    ASSERT_EQ(query_value(1, "SELECT relpersistence FROM pg_class WHERE relname = 'unlogged_t'"),
+              "u");
+    exec(1, "INSERT INTO t VALUES (1, 'a')");
+    exec(1, "SELECT pg_create_logical_replication_slot('peek', 'pgmesh')");
+    exec(1,
+         "BEGIN; INSERT INTO unlogged_t VALUES (1, 'a'), (2, 'b'); "
+         "UPDATE unlogged_t SET v = 'c' WHERE id = 1; DELETE FROM unlogged_t WHERE id = 2; "
+         "UPDATE pgmesh.local_node SET node_id = node_id; COMMIT");
+    EXPECT_TRUE(peek(own_layout()).empty()) << "a transaction with nothing replicated left";
+
+    exec(1,
+         "BEGIN; UPDATE unlogged_t SET v = 'd' WHERE id = 1; UPDATE t SET v = 'b' WHERE id = 1; "
+         "UPDATE pgmesh.local_node SET node_id = node_id; COMMIT");
+    auto messages = peek(own_layout());
+    EXPECT_EQ(relation_names(messages), std::vector<std::string>{"t"});
+    auto upd = updates(messages);
+    ASSERT_EQ(upd.size(), 1u);  // t's, not unlogged_t's or local_node's
+    ASSERT_EQ(upd[0].new_tuple.size(), 2u);
+    EXPECT_EQ(upd[0].new_tuple[1].data, "b");
+    EXPECT_TRUE(inserts(messages).empty());
+    EXPECT_TRUE(deletes(messages).empty());
 }
 
 }  // namespace

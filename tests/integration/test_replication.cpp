@@ -143,6 +143,8 @@ TEST_F(ReplicationTest, TruncateReplicates) {
         EXPECT_EQ(query_value(n, "SELECT count(*) FROM parent"), "0");
         EXPECT_EQ(query_value(n, "SELECT count(*) FROM child"), "0");
         EXPECT_EQ(query_value(n, "SELECT count(*) FROM other"), "0");
+        // RESTART IDENTITY too: node 1's sequence, at 10 before, starts over.
+        EXPECT_EQ(query_value(n, "SELECT nextval('other_id_seq')"), "1") << "node" << n;
     }
     // Rows written after the TRUNCATE arrive as usual.
     exec(1, "INSERT INTO parent VALUES (7)");

@@ -84,9 +84,11 @@ TEST_F(SetupErrorTest, JoinMistakes) {
     // A joining database must be empty.
     exec(3, "CREATE TABLE mine (id int PRIMARY KEY)");
     expect_error(3, join_sql(3, "n3", 1), "55000", "must be empty");
-    // A good join, then joining twice.
-    EXPECT_EQ(query_value(2, join_sql(2, "n2", 1)).empty(), false);
+    // A good join (it returns the new node's id), then joining twice.
+    const std::string n2_id = query_value(2, join_sql(2, "n2", 1));
     EXPECT_EQ(query_value(2, "SELECT pgmesh.wait_for_ready(60)"), "t");
+    EXPECT_EQ(query_value(2, "SELECT node_id FROM pgmesh.nodes WHERE is_local"), n2_id);
+    EXPECT_EQ(query_value(1, "SELECT node_id FROM pgmesh.nodes WHERE node_name = 'n2'"), n2_id);
     expect_error(2, join_sql(2, "n2b", 1), "42710", "already pgmesh node");
     // Failed joins left nothing behind on the group.
     EXPECT_EQ(query_value(1,

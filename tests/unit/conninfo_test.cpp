@@ -136,7 +136,9 @@ TEST(ConninfoParse, PostgresUriWithPercentEncodingAndSeveralHosts) {
 }
 
 TEST(ConninfoParse, MarksSecretsAndTheirEnvironmentVariables) {
+    std::vector<std::string> seen;
     for (const Option &option : parsed("password=a sslpassword=b host=h")) {
+        seen.push_back(option.keyword);
         if (option.keyword == "password") {
             EXPECT_TRUE(option.secret);
             EXPECT_EQ(option.envvar, "PGPASSWORD");
@@ -148,6 +150,8 @@ TEST(ConninfoParse, MarksSecretsAndTheirEnvironmentVariables) {
             EXPECT_FALSE(option.secret);
         }
     }
+    // Each option once: the checks above ran for all three.
+    EXPECT_THAT(seen, ::testing::UnorderedElementsAre("password", "sslpassword", "host"));
 }
 
 TEST(ConninfoParse, EmptyStringHasNoOptions) {

@@ -287,16 +287,20 @@ TEST(ProtocolGolden, DecoderReadsTheDocumentedBytes) {
 // --- streaming encoder ------------------------------------------------------
 
 TEST(ProtocolStreaming, InsertMatchesStructEncoder) {
-    Insert m{.relid = 42, .new_tuple = {text("a"), null(), binary("\x00\x01"), unchanged()}};
+    // Binary data with a NUL byte: the length, not a terminator, delimits it.
+    const std::string_view bin("\x00\x01", 2);
+    Insert m{.relid = 42, .new_tuple = {text("a"), null(), binary(bin), unchanged()}};
     Encoder streamed;
     streamed.start_insert(42, 4);
     streamed.value(ValueKind::kText, "a");
     streamed.value(ValueKind::kNull);
-    streamed.value(ValueKind::kBinary, "\x00\x01");
+    streamed.value(ValueKind::kBinary, bin);
     streamed.value(ValueKind::kUnchanged);
     Encoder whole;
     whole.insert(m);
-    EXPECT_EQ(as_string(streamed.bytes()), as_string(whole.bytes()));
+    const std::string expected = hex("49 0000002A 0004 74 00000001 'a' 6E 62 00000002 0001 75");
+    EXPECT_EQ(as_string(streamed.bytes()), expected);
+    EXPECT_EQ(as_string(whole.bytes()), expected);
 }
 
 TEST(ProtocolStreaming, UpdateWithOldKeyMatchesStructEncoder) {

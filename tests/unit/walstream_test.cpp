@@ -147,15 +147,25 @@ TEST(WalstreamFrame, ErrorMessagesSayWhatIsWrong) {
 
 TEST(WalstreamFrame, RandomInputOnlyEverThrowsDecodeError) {
     std::mt19937 rng(7);
+    size_t parsed = 0, rejected = 0;
     for (int i = 0; i < 20000; ++i) {
         std::vector<uint8_t> frame(std::uniform_int_distribution<size_t>(0, 40)(rng));
         for (auto &b : frame) b = static_cast<uint8_t>(rng());
         if (!frame.empty() && (i & 1)) frame[0] = (i & 2) ? 'w' : 'k';
         try {
-            parse_frame(frame);
+            Frame f = parse_frame(frame);
+            ++parsed;
+            // An XLogData payload is whatever follows the 25-byte header.
+            if (auto *d = std::get_if<XLogData>(&f)) {
+                ASSERT_EQ(d->payload.size(), frame.size() - 25) << "iteration " << i;
+            }
         } catch (const DecodeError &) {
+            ++rejected;
         }
     }
+    // Both outcomes must occur, or the input is not exercising anything.
+    EXPECT_GT(parsed, 1000u);
+    EXPECT_GT(rejected, 1000u);
 }
 
 TEST(WalstreamStandbyStatus, GoldenBytes) {
