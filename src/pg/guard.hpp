@@ -9,6 +9,16 @@
 //    worker mains). Any exception is caught, every C++ frame of f unwinds,
 //    and only then is the error raised as ereport(ERROR) with its SQLSTATE,
 //    detail and hint intact.
+//
+// The rule after a caught error: when pg::call has turned a PostgreSQL ERROR
+// into pg::Error, the current transaction is in an aborted state (the error's
+// cleanup has not run: locks, buffers, snapshots, SPI connections are still
+// held). Catching the exception does not repair that. Before PostgreSQL is
+// called again, the transaction or the subtransaction around the failed work
+// must be rolled back (AbortCurrentTransaction,
+// RollbackAndReleaseCurrentSubTransaction), or the error rethrown so that
+// PostgreSQL aborts it. Code that must clean up after a failure and still
+// call PostgreSQL runs its work in a subtransaction (join.cpp).
 #pragma once
 
 #include <exception>

@@ -18,9 +18,9 @@
 //                        every member, and starts their streams from us
 //
 // A join that fails undoes what it did: the slots it created on the other
-// members and here, and its row in the target's catalog. The local steps run
-// in a subtransaction, so that their writes are rolled back before the
-// slots here are dropped.
+// members and here, and its row in the target's catalog. The steps run in a
+// subtransaction, so that their writes are rolled back (and the failed
+// transaction state with them, guard.hpp) before the slots are dropped.
 #include <algorithm>
 #include <optional>
 #include <string>
@@ -153,26 +153,24 @@ public:
     uint64_t run() {
         inspect_target();
         id_ = new_node_id();
+        // All steps in a subtransaction: after a failure it is rolled back
+        // first (guard.hpp), then the slots and the target's row go.
+        Subtransaction steps;
         try {
             step("join_announce_joining", &Join::announce_joining);
             step("join_create_remote_slots", &Join::create_remote_slots);
             step("join_read_snapshot", &Join::read_snapshot);
             step("join_copy_data", &Join::copy_data);
-            Subtransaction local_steps;
-            try {
-                step("join_create_local_slots", &Join::create_local_slots);
-                step("join_write_catalog", &Join::write_catalog);
-                step("join_announce_ready", &Join::announce_ready);
-            } catch (...) {
-                local_steps.rollback();
-                drop_local_slots();
-                throw;
-            }
-            local_steps.commit();
+            step("join_create_local_slots", &Join::create_local_slots);
+            step("join_write_catalog", &Join::write_catalog);
+            step("join_announce_ready", &Join::announce_ready);
         } catch (...) {
+            steps.rollback();
+            drop_local_slots();
             undo_remote();
             throw;
         }
+        steps.commit();
         return id_;
     }
 
@@ -317,7 +315,7 @@ private:
     }
 
     // Slots are not transactional: the ones created here stay unless dropped.
-    // Runs after the local steps' subtransaction was rolled back.
+    // Runs after the steps' subtransaction was rolled back.
     void drop_local_slots() noexcept {
         for (const std::string &slot : local_slots_) {
             try {
