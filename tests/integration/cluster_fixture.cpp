@@ -372,6 +372,25 @@ void MeshTest::wait_for_sync(int node, int timeout_seconds) {
     }
 }
 
+std::string MeshTest::wait_for_last_error(int node, std::string_view fragment,
+                                          std::chrono::milliseconds timeout) {
+    std::string last;
+    bool seen = wait_until(
+        [&] {
+            for (const auto &row : query_rows(node, "SELECT last_error FROM pgmesh.status")) {
+                if (row.at(0) && row.at(0)->find(fragment) != std::string::npos) {
+                    last = *row.at(0);
+                    return true;
+                }
+                if (row.at(0)) last = *row.at(0);
+            }
+            return false;
+        },
+        timeout);
+    EXPECT_TRUE(seen) << "node" << node << " last_error: " << last;
+    return last;
+}
+
 void MeshTest::wait_for_sync_all(int timeout_seconds) {
     for (int node = 1; node <= node_count(); ++node) wait_for_sync(node, timeout_seconds);
 }

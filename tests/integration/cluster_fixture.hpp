@@ -153,6 +153,11 @@ protected:
     // otherwise.
     void wait_for_sync(int node, int timeout_seconds = 60);
     void wait_for_sync_all(int timeout_seconds = 60);
+    // Waits until some row of the node's pgmesh.status has a last_error
+    // containing `fragment`, and returns that last_error; records a test
+    // failure (and returns the last one seen) when none shows in time.
+    std::string wait_for_last_error(int node, std::string_view fragment,
+                                    std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
     // Compares all user tables on all nodes like `pgmesh verify`. Records a
     // test failure showing the comparison when they differ; returns whether

@@ -45,18 +45,6 @@ protected:
             << node << " did not come back";
     }
 
-    std::string wait_for_last_error(int node, std::string_view fragment) {
-        std::string last;
-        bool seen = wait_until(
-            [&] {
-                last = query_nullable(node, "SELECT last_error FROM pgmesh.status").value_or("");
-                return last.find(fragment) != std::string::npos;
-            },
-            60s);
-        EXPECT_TRUE(seen) << "node" << node << " last_error: " << last;
-        return last;
-    }
-
     // Sessions of `node` waiting for an advisory lock (a held fault point).
     int advisory_waiters(int node) {
         return std::stoi(query_value(

@@ -44,18 +44,6 @@ protected:
                            "SELECT coalesce(string_agg(conflict_type || ':' || resolution, ',' "
                            "ORDER BY id), '') FROM pgmesh.conflict_history");
     }
-    // last_error of this node's worker for the other node, once it shows.
-    std::string wait_for_last_error(int node, std::string_view fragment) {
-        std::string last;
-        bool seen = wait_until(
-            [&] {
-                last = query_nullable(node, "SELECT last_error FROM pgmesh.status").value_or("");
-                return last.find(fragment) != std::string::npos;
-            },
-            60s);
-        EXPECT_TRUE(seen) << "node" << node << " last_error: " << last;
-        return last;
-    }
 };
 
 // --- 1. SQL built from strings ---------------------------------------------
