@@ -1,5 +1,6 @@
 #include "message_router.hpp"
 
+#include <stdexcept>
 #include <utility>
 
 #include "cpp_only.hpp"
@@ -15,10 +16,11 @@ void Router::add(std::string prefix, Handler handler) {
     if (!added) throw std::invalid_argument("message prefix \"" + it->first + "\" is taken");
 }
 
-void Router::dispatch(const proto::Message &message) const {
+bool Router::dispatch(const proto::Message &message) const {
     auto it = handlers_.find(message.prefix);
-    if (it == handlers_.end()) throw UnknownMessage(message.prefix);
+    if (it == handlers_.end()) return false;
     it->second(message);
+    return true;
 }
 
 }  // namespace pgmesh::messages

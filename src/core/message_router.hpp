@@ -6,26 +6,12 @@
 
 #include <functional>
 #include <map>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 
 #include "protocol.hpp"
 
 namespace pgmesh::messages {
-
-// A message whose prefix no handler takes: sent by a node that knows more
-// than this one (another pgmesh version).
-class UnknownMessage : public std::runtime_error {
-public:
-    explicit UnknownMessage(std::string prefix)
-        : std::runtime_error("no handler for pgmesh messages with prefix \"" + prefix + "\""),
-          prefix_(std::move(prefix)) {}
-    const std::string &prefix() const { return prefix_; }
-
-private:
-    std::string prefix_;
-};
 
 class Router {
 public:
@@ -36,10 +22,12 @@ public:
     // prefix, an empty handler or a prefix already taken.
     void add(std::string prefix, Handler handler);
 
-    // Calls the handler of the message's prefix. Throws UnknownMessage when
-    // there is none: the sender meant the message to be acted on, and
-    // dropping it could leave the nodes different without a word.
-    void dispatch(const proto::Message &message) const;
+    // Calls the handler of the message's prefix; false when there is none.
+    // Nodes speak the same protocol version (proto_version), which fixes
+    // the set of prefixes: a message no handler takes was not written by
+    // pgmesh but by some session's pg_logical_emit_message, which every role
+    // may call, and it is not acted on.
+    bool dispatch(const proto::Message &message) const;
 
 private:
     std::map<std::string, Handler, std::less<>> handlers_;

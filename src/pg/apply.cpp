@@ -115,7 +115,6 @@ void Applier::commit(const proto::Commit &commit) {
             LWLockRelease(shmem::state().lock);
         });
     resolvers_changed_ = false;
-    pg::call([] { fault::point("apply_after_commit"); });
 }
 
 void Applier::handle(const proto::Decoded &message) {
@@ -179,16 +178,14 @@ void Applier::apply_change(const proto::Decoded &message) {
 }
 
 void Applier::apply_message(const proto::Message &m) {
-    try {
-        router_.dispatch(m);
-    } catch (const messages::UnknownMessage &e) {
-        throw pg::Error(ERRCODE_FEATURE_NOT_SUPPORTED,
-                        "peer sent a pgmesh message with prefix \"" + e.prefix() +
-                            "\", which this node does not handle",
-                        "Each pgmesh message must be acted on: dropping it could leave the "
-                        "nodes different.",
-                        "Run the same pgmesh version on every node.");
-    }
+    if (router_.dispatch(m)) return;
+    // Not pgmesh's (message_router.hpp): some session on the peer emitted
+    // it, and nothing here acts on it.
+    pg::call([&] {
+        ereport(DEBUG1, (errmsg("pgmesh ignored a logical message with prefix \"%s\" from node "
+                                "\"%s\", which no pgmesh subsystem sends",
+                                m.prefix.c_str(), identity_.peer_name.c_str())));
+    });
 }
 
 bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {

@@ -24,7 +24,6 @@
 // Points (fault::point()):
 //   apply_before_commit  apply worker: a remote transaction applied, its
 //                        local commit not yet done
-//   apply_after_commit   apply worker: committed, progress not yet reported
 //   apply_feedback       apply worker: before it sends feedback to the peer
 //   join_<step>          join_group: before each of its steps (join.cpp)
 #pragma once
