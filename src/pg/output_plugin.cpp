@@ -344,7 +344,8 @@ void check_subscriber(LogicalDecodingContext *ctx, const catalog::Nodes &nodes,
     if (peer && peer->state == node::State::kParted)
         throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                         "node \"" + peer->name + "\" has parted from the group", {},
-                        "A parted node cannot rejoin; join it again as a new node.");
+                        "A parted node does not come back: to return, it joins again, as a new "
+                        "node from a fresh database.");
 }
 
 }  // namespace
