@@ -64,8 +64,7 @@ RelationMap &Applier::relation(uint32_t remote_relid) {
     // Set first: a failure to look the table up names it in the history.
     position_.relation = &map;
     relations_.prepare(map, resolvers_version_);
-    if (map.remote.schema == "pgmesh" && map.remote.name == "conflict_resolver")
-        resolvers_changed_ = true;
+    resolvers_changed_ |= map.is_resolver_table;
     return map;
 }
 
@@ -104,7 +103,7 @@ void Applier::commit(const proto::Commit &commit) {
         pgstat_report_activity(STATE_IDLE, nullptr);
     });
     position_.in_transaction = false;
-    if (resolvers_changed_ && !skipping_)
+    if (resolvers_changed_)
         pg::call([&] {
             // Only now that the new resolvers are visible: a worker that
             // reads the new version before our commit would cache the old

@@ -57,9 +57,9 @@ void release_worker_slot(int, Datum arg) {
 // worker does with its ApplyErrorCallbackArg.
 class ApplyErrorContext {
 public:
-    explicit ApplyErrorContext(const apply::Applier &applier) {
+    explicit ApplyErrorContext(const apply::Applier &applier) : applier_(applier) {
         callback_.callback = describe;
-        callback_.arg = const_cast<apply::Applier *>(&applier);
+        callback_.arg = this;
         callback_.previous = error_context_stack;
         error_context_stack = &callback_;
     }
@@ -75,7 +75,7 @@ public:
     pg::Error located(const pg::Error &error) const {
         pg::Error out = error;
         char line[kLineSize];
-        static_cast<const apply::Applier *>(callback_.arg)->describe_position(line, sizeof line);
+        applier_.describe_position(line, sizeof line);
         if (line[0] && out.context.find(line) == std::string::npos)
             out.context += out.context.empty() ? line : "\n" + std::string(line);
         return out;
@@ -86,10 +86,11 @@ private:
 
     static void describe(void *arg) {
         char line[kLineSize];
-        static_cast<const apply::Applier *>(arg)->describe_position(line, sizeof line);
+        static_cast<const ApplyErrorContext *>(arg)->applier_.describe_position(line, sizeof line);
         if (line[0]) errcontext("%s", line);
     }
 
+    const apply::Applier &applier_;
     ErrorContextCallback callback_{};
 };
 
@@ -197,7 +198,7 @@ private:
             conn.get(), "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
                             remote::quote_literal(conn.get(), slot_name));
         if (PQntuples(exists.get()) == 0)
-            remote::create_logical_slot(conn.get(), slot_name, "nothing");
+            remote::create_logical_slot(conn.get(), slot_name, remote::SlotSnapshot::kNothing);
         std::vector<proto::StartOption> options = {
             {proto::start_option::kProtoVersion, std::to_string(proto::kProtocolVersion)},
             {proto::start_option::kSubscriberNodeId, std::to_string(local_id)},

@@ -229,6 +229,7 @@ conflict::Resolution Conflicts::decide(ChangeState &cs, const RelationMap &map, 
     record(type, resolution, local, remote);
     return resolution;
 }
+
 bool Conflicts::repeats_last_failure(conflict::Type type) {
     return pg::call([&] {
         LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);

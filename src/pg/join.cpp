@@ -228,7 +228,8 @@ private:
             remote::Connection repl = remote::connect(m.dsn, true, "pgmesh join", 30);
             std::string slot = node::slot_name(m.node_id, id_);
             m.consistent_point =
-                remote::create_logical_slot(repl.get(), slot, "nothing").consistent_point;
+                remote::create_logical_slot(repl.get(), slot, remote::SlotSnapshot::kNothing)
+                    .consistent_point;
             remote_slots_.push_back(RemoteSlot{m.dsn, slot});
         }
         // The target's last: its exported snapshot lives as long as this
@@ -236,7 +237,7 @@ private:
         target_repl_ = remote::connect(join_using_dsn_, true, "pgmesh join", 30);
         std::string slot = node::slot_name(*target_id_, id_);
         remote::CreatedSlot created =
-            remote::create_logical_slot(target_repl_.get(), slot, "export");
+            remote::create_logical_slot(target_repl_.get(), slot, remote::SlotSnapshot::kExport);
         remote_slots_.push_back(RemoteSlot{join_using_dsn_, slot});
         target_point_ = created.consistent_point;
         snapshot_ = created.snapshot;

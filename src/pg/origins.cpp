@@ -20,8 +20,7 @@ void start_session(RepOriginId origin) {
     });
 }
 
-void end_session() noexcept {
-    // Neither call raises: resetting an origin this session set up.
+void end_session() {
     replorigin_session_reset();
     replorigin_session_origin = InvalidRepOriginId;
 }

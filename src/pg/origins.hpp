@@ -17,9 +17,9 @@ RepOriginId find_or_create(const std::string &name);
 
 // This session writes as `origin` from now on (replorigin_session_setup).
 void start_session(RepOriginId origin);
-// This session writes as itself again. No transaction needed; never throws
-// (it runs in transaction callbacks).
-void end_session() noexcept;
+// This session writes as itself again, after start_session(). No
+// transaction needed; C only (it runs in transaction callbacks).
+void end_session();
 
 // The node an origin stands for; 0 for none (InvalidRepOriginId, the copy
 // origin, a foreign tool's origin).

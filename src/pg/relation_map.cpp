@@ -28,6 +28,7 @@ RelationMaps::RelationMaps() {
 void RelationMaps::describe(const proto::Relation &remote) {
     RelationMap &map = maps_[remote.relid];
     map.remote = remote;
+    map.is_resolver_table = remote.schema == "pgmesh" && remote.name == "conflict_resolver";
     map.resolved = false;
 }
 

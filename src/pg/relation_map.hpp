@@ -48,6 +48,9 @@ struct ResolverChoice {
 
 struct RelationMap {
     proto::Relation remote;
+    // pgmesh.conflict_resolver itself: a change to it makes every apply
+    // worker of the database read resolvers again (after its commit).
+    bool is_resolver_table = false;
     bool resolved = false;  // local side looked up since the last invalidation
     Oid local_relid = InvalidOid;
     Oid owner = InvalidOid;  // changes are applied as this role

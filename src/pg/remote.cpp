@@ -170,14 +170,12 @@ std::optional<std::string> value(const PGresult *res, int row, int col) {
     return std::string(PQgetvalue(res, row, col), PQgetlength(res, row, col));
 }
 
-CreatedSlot create_logical_slot(PGconn *conn, const std::string &slot, const char *snapshot) {
-    // Replication commands take no parameters: the name is quoted by libpq,
-    // the snapshot action is one of the grammar's words.
-    std::string_view action(snapshot);
-    if (action != "nothing" && action != "export")
-        throw pg::Error(ERRCODE_INTERNAL_ERROR, "unexpected slot snapshot action");
-    Result created = exec(conn, "CREATE_REPLICATION_SLOT " + quote_identifier(conn, slot) +
-                                    " LOGICAL pgmesh (SNAPSHOT '" + std::string(action) + "')");
+CreatedSlot create_logical_slot(PGconn *conn, const std::string &slot, SlotSnapshot snapshot) {
+    // Replication commands take no parameters: the name is quoted by libpq.
+    Result created =
+        exec(conn, "CREATE_REPLICATION_SLOT " + quote_identifier(conn, slot) +
+                       " LOGICAL pgmesh (SNAPSHOT '" +
+                       (snapshot == SlotSnapshot::kExport ? "export" : "nothing") + "')");
     CreatedSlot out;
     if (std::optional<std::string> point = value(created.get(), 0, 1))
         out.consistent_point = walstream::parse_lsn(*point).value_or(0);

@@ -52,14 +52,14 @@ std::string quote_identifier(PGconn *conn, std::string_view name);
 std::optional<std::string> value(const PGresult *res, int row, int col);
 
 // A logical slot that the pgmesh output plugin decodes, created on the
-// replication connection `conn`. `snapshot` is the replication grammar's
-// SNAPSHOT option: "nothing", or "export" to copy data as of the slot's start
-// (the snapshot lives until the next command on `conn`).
+// replication connection `conn`. kExport exports a snapshot to copy data as
+// of the slot's start; it lives until the next command on `conn`.
+enum class SlotSnapshot { kNothing, kExport };
 struct CreatedSlot {
     uint64_t consistent_point = 0;
     std::string snapshot;  // exported snapshot name, empty unless asked for
 };
-CreatedSlot create_logical_slot(PGconn *conn, const std::string &slot, const char *snapshot);
+CreatedSlot create_logical_slot(PGconn *conn, const std::string &slot, SlotSnapshot snapshot);
 
 // Waits until the connection's socket is readable (or writable) or the
 // latch is set; handles interrupts. Returns after at most timeout_ms.
