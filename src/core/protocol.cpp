@@ -8,6 +8,8 @@
 // re-encodes to the same bytes. The tests and the fuzzer rely on that.
 #include "protocol.hpp"
 
+#include "bytes.hpp"
+
 #include <cstddef>
 #include <limits>
 #include <string>
@@ -77,73 +79,6 @@ const char *message_name(uint8_t type) {
     }
     return nullptr;
 }
-
-// Reads big-endian fields of one message. Each read names the field so that
-// errors say what was being read, where, and in which message.
-class Reader {
-public:
-    Reader(std::span<const uint8_t> bytes, const char *message)
-        : bytes_(bytes), message_(message) {}
-
-    size_t offset() const { return pos_; }
-    size_t remaining() const { return bytes_.size() - pos_; }
-
-    [[noreturn]] void fail(const std::string &detail) const {
-        throw DecodeError("malformed " + std::string(message_) + ": " + detail);
-    }
-
-    void need(size_t n, const char *what) const {
-        if (n > remaining()) {
-            throw DecodeError("truncated " + std::string(message_) + ": expected " +
-                              std::to_string(n) + " bytes for " + what + " at offset " +
-                              std::to_string(pos_) + ", " + std::to_string(remaining()) +
-                              " remain");
-        }
-    }
-
-    uint8_t u8(const char *what) { return static_cast<uint8_t>(be(1, what)); }
-    uint16_t u16(const char *what) { return static_cast<uint16_t>(be(2, what)); }
-    uint32_t u32(const char *what) { return static_cast<uint32_t>(be(4, what)); }
-    uint64_t u64(const char *what) { return be(8, what); }
-    // Signed fields travel as their two's complement bit pattern; C++20
-    // defines the unsigned-to-signed conversion as exactly that.
-    int32_t i32(const char *what) { return static_cast<int32_t>(u32(what)); }
-    int64_t i64(const char *what) { return static_cast<int64_t>(u64(what)); }
-
-    // A u32 length then that many bytes; the view points into the input.
-    std::string_view str(const char *what) {
-        size_t at = pos_;
-        uint32_t len = u32(what);
-        if (len > remaining()) {
-            throw DecodeError("truncated " + std::string(message_) + ": " + what + " at offset " +
-                              std::to_string(at) + " declares " + std::to_string(len) +
-                              " bytes but " + std::to_string(remaining()) + " remain");
-        }
-        std::string_view s(reinterpret_cast<const char *>(bytes_.data() + pos_), len);
-        pos_ += len;
-        return s;
-    }
-
-    void expect_end() const {
-        if (remaining() != 0) {
-            fail(std::to_string(remaining()) + " trailing bytes after the message at offset " +
-                 std::to_string(pos_));
-        }
-    }
-
-private:
-    uint64_t be(size_t n, const char *what) {
-        need(n, what);
-        uint64_t v = 0;
-        for (size_t i = 0; i < n; ++i) v = (v << 8) | bytes_[pos_ + i];
-        pos_ += n;
-        return v;
-    }
-
-    std::span<const uint8_t> bytes_;
-    const char *message_;
-    size_t pos_ = 0;
-};
 
 Value read_value(Reader &r) {
     size_t at = r.offset();
