@@ -15,10 +15,14 @@ CREATE TABLE pgmesh.node (
 -- copied_until: when this node joined, the data it copied from its join
 -- target; rows written locally up to then are that copy, older than any
 -- change that streams in afterwards (see docs/conflicts.md).
+-- group_key: the group's secret, the same on every node: pgmesh's own logical
+-- messages (DDL, global lock) are sealed with it (HMAC-SHA256), since any role
+-- may call pg_logical_emit_message (docs/protocol.md).
 CREATE TABLE pgmesh.local_node (
     node_id bigint PRIMARY KEY REFERENCES pgmesh.node,
     one_row boolean NOT NULL DEFAULT true UNIQUE CHECK (one_row),
-    copied_until timestamptz
+    copied_until timestamptz,
+    group_key bytea NOT NULL CHECK (length(group_key) = 32)
 );
 
 -- DSNs can hold passwords: only superusers read the catalogs directly.
@@ -124,7 +128,7 @@ CREATE FUNCTION pgmesh.worker_status(
     OUT received_lsn pg_lsn, OUT applied_lsn pg_lsn,
     OUT last_applied_commit_time timestamptz, OUT last_message_time timestamptz,
     OUT applied_transactions bigint, OUT conflicts bigint, OUT conflicts_by_type text,
-    OUT last_error text)
+    OUT last_error text, OUT waiting_for_global_lock boolean)
 RETURNS SETOF record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_worker_status';
 
 CREATE VIEW pgmesh.status AS
@@ -139,7 +143,8 @@ SELECT n.node_id AS peer_node_id,
        w.last_applied_commit_time,
        coalesce(w.conflicts, 0) AS conflicts,
        coalesce(w.conflicts_by_type, '{}')::jsonb AS conflicts_by_type,
-       w.last_error
+       w.last_error,
+       coalesce(w.waiting_for_global_lock, false) AS waiting_for_global_lock
   FROM pgmesh.node n
   LEFT JOIN pgmesh.worker_status() w ON w.peer_node_id = n.node_id
  WHERE n.node_id NOT IN (SELECT node_id FROM pgmesh.local_node)
@@ -164,6 +169,33 @@ CREATE FUNCTION pgmesh.pause_apply() RETURNS void
 CREATE FUNCTION pgmesh.resume_apply() RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_resume_apply';
 
+-- The global DDL/write lock as this node sees it (docs/ddl.md): who holds
+-- it, how strong, what this node does about it, and which nodes have not
+-- answered yet (the ones a holder waits for; for a remote write lock, the
+-- nodes whose grant this node has not applied yet).
+CREATE FUNCTION pgmesh.global_lock_info(
+    OUT holder_node_id bigint, OUT holder_pid integer, OUT strength text, OUT state text,
+    OUT answered bigint[], OUT since timestamptz, OUT lock_id bigint)
+RETURNS SETOF record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_global_lock_info';
+
+CREATE VIEW pgmesh.global_lock AS
+SELECT l.holder_node_id,
+       h.node_name AS holder_node,
+       l.holder_pid,
+       l.strength,
+       l.state,
+       CASE WHEN l.state = 'requesting' OR (l.state = 'granted' AND l.strength = 'write')
+            THEN ARRAY(SELECT n.node_name FROM pgmesh.node n
+                        WHERE n.state = 'ready'
+                          AND n.node_id <> l.holder_node_id
+                          AND n.node_id NOT IN (SELECT node_id FROM pgmesh.local_node)
+                          AND n.node_id <> ALL (l.answered)
+                        ORDER BY n.node_name)
+            ELSE '{}'::text[] END AS not_answered,
+       l.since
+  FROM pgmesh.global_lock_info() l
+  LEFT JOIN pgmesh.node h ON h.node_id = l.holder_node_id;
+
 REVOKE ALL ON FUNCTION pgmesh.create_group(text, text), pgmesh.join_group(text, text, text),
     pgmesh.pause_apply(), pgmesh.resume_apply(),
     pgmesh.skip_transaction(text, pg_lsn) FROM PUBLIC;
@@ -173,4 +205,6 @@ GRANT EXECUTE ON FUNCTION pgmesh.set_conflict_resolver(regclass, text, text) TO 
 -- Status shows DSN-free, password-free facts: monitors may read it.
 REVOKE ALL ON FUNCTION pgmesh.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgmesh.worker_status() TO pgmesh_monitor;
-GRANT SELECT ON pgmesh.status, pgmesh.nodes TO pgmesh_monitor;
+REVOKE ALL ON FUNCTION pgmesh.global_lock_info() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgmesh.global_lock_info() TO pgmesh_monitor;
+GRANT SELECT ON pgmesh.status, pgmesh.nodes, pgmesh.global_lock TO pgmesh_monitor;

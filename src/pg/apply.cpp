@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "apply_heap.hpp"
+#include "ddl_lock.hpp"
+#include "group_key.hpp"
+#include "user_context.hpp"
 #include "fault.hpp"
 #include "guard.hpp"
 #include "shmem.hpp"
@@ -38,6 +41,83 @@ Applier::Applier(ApplyIdentity identity) : identity_(std::move(identity)) {
     message_context_ = pg::call([] {
         return AllocSetContextCreate(TopMemoryContext, "pgmesh apply message",
                                      ALLOCSET_DEFAULT_SIZES);
+    });
+    router_.add(std::string(mesh::kDdlPrefix), [this](const proto::Message &m) { apply_ddl(m); });
+    router_.add(std::string(mesh::kLockPrefix), [this](const proto::Message &m) {
+        // pgmesh sends its lock messages outside transactions: this one was
+        // emitted by some role on the peer, and stopping apply for it would
+        // let any role stop every peer.
+        if (m.transactional) {
+            ignore_forged(m, "a global lock message inside a transaction");
+            return;
+        }
+        bool own = !pg::call([] { return IsTransactionState(); });
+        if (own) pg::call([] { StartTransactionCommand(); });
+        pg::call([] { fault::point("apply_lock_message"); });
+        const mesh::Mac &key = mac();
+        if (own) pg::call([] { CommitTransactionCommand(); });
+        ddl_lock::on_message(identity_.local_node_id, identity_.peer_node_id, key, m);
+    });
+}
+
+void Applier::ignore_forged(const proto::Message &m, const char *what) const {
+    pg::call([&] {
+        ereport(WARNING, (errmsg("pgmesh ignored %s from node \"%s\" (prefix \"%s\"), which "
+                                 "pgmesh does not send",
+                                 what, identity_.peer_name.c_str(), m.prefix.c_str())));
+    });
+}
+
+const mesh::Mac &Applier::mac() {
+    if (!mac_) mac_ = group_key::mac();
+    return *mac_;
+}
+
+void Applier::apply_ddl(const proto::Message &m) {
+    // pgmesh sends DDL inside the transaction that ran it: see above.
+    if (!m.transactional || !position_.in_transaction) {
+        ignore_forged(m, "a DDL message outside a transaction");
+        return;
+    }
+    if (skipping_) return;
+    mesh::DdlStatement ddl;
+    try {
+        ddl = mesh::open_ddl(m.content, mac());
+    } catch (const mesh::BadMessage &e) {
+        // Any role on the peer may emit a message with our prefix: one that
+        // is not sealed with the group's key is not acted on, and does not
+        // stop apply either.
+        std::string what = e.what();
+        pg::call([&] {
+            ereport(WARNING, (errmsg("pgmesh ignored a DDL message from node \"%s\": %s",
+                                     identity_.peer_name.c_str(), what.c_str())));
+        });
+        return;
+    }
+    if (ddl.origin_node != identity_.peer_node_id || ddl.xid != position_.transaction.xid) {
+        pg::call([&] {
+            ereport(WARNING, (errmsg("pgmesh ignored a DDL message from node \"%s\" that was "
+                                     "written by another transaction",
+                                     identity_.peer_name.c_str())));
+        });
+        return;
+    }
+    position_.change = "DDL";
+    pg::call([&] {
+        Oid role = get_role_oid(ddl.role.c_str(), false);
+        user_context::Saved saved =
+            user_context::switch_to_origin_role(role, ddl.search_path.c_str());
+        pgstat_report_activity(STATE_RUNNING, ddl.statement.c_str());
+        // Utility statements run through SPI as they would in a function:
+        // under the caller's snapshot.
+        PushActiveSnapshot(GetTransactionSnapshot());
+        if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+        int rc = SPI_execute(ddl.statement.c_str(), false, 0);
+        if (rc < 0) elog(ERROR, "replicated DDL failed: %s", SPI_result_code_string(rc));
+        SPI_finish();
+        PopActiveSnapshot();
+        user_context::restore(saved);
+        CommandCounterIncrement();
     });
 }
 

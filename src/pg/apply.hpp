@@ -9,9 +9,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "conflicts.hpp"
 #include "guard.hpp"
+#include "mesh_message.hpp"
 #include "message_router.hpp"
 #include "postgres_headers.hpp"
 #include "protocol.hpp"
@@ -65,6 +67,14 @@ private:
     void apply_delete(RelationMap &map, const proto::Delete &m);
     void apply_truncate(const proto::Truncate &m);
     void apply_message(const proto::Message &m);
+    // Replicated DDL (core/mesh_message.hpp): run as its role, here, in
+    // the remote transaction that carries it.
+    void apply_ddl(const proto::Message &m);
+    // A message with one of pgmesh's prefixes that pgmesh does not send
+    // (some role emitted it): a WARNING, and nothing else.
+    void ignore_forged(const proto::Message &m, const char *what) const;
+    // The group key's MAC, read once (needs an open transaction).
+    const mesh::Mac &mac();
 
     ApplyIdentity identity_;
     Position position_;
@@ -80,6 +90,7 @@ private:
     uint64_t skip_lsn_ = 0;
     bool skipping_ = false;
     MemoryContext message_context_;  // reset after every message
+    std::optional<mesh::Mac> mac_;
 };
 
 }  // namespace pgmesh::apply

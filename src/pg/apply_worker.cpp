@@ -15,6 +15,7 @@
 
 #include "apply.hpp"
 #include "catalog.hpp"
+#include "ddl_lock.hpp"
 #include "fault.hpp"
 #include "guard.hpp"
 #include "layout.hpp"
@@ -263,6 +264,7 @@ private:
                     if (++frames_since_clock_check >= kFramesPerClockCheck) {
                         frames_since_clock_check = 0;
                         maybe_feedback(conn, applier, last_feedback, false);
+                        if (!applier.in_transaction()) ddl_lock::apply_worker_tick(peer_id_);
                     }
                     continue;
                 }
@@ -287,6 +289,8 @@ private:
                 pg::wait_latch(200);
                 continue;
             }
+            // A global write lock of the peer's: hold or drop its blocks.
+            if (!applier.in_transaction()) ddl_lock::apply_worker_tick(peer_id_);
             // The stream is quiet: tell the peer where we are if that moved.
             if (positions_moved(applier))
                 send_feedback(conn, applier);

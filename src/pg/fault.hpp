@@ -26,6 +26,8 @@
 //                        local commit not yet done
 //   apply_feedback       apply worker: before it sends feedback to the peer
 //   join_<step>          join_group: before each of its steps (join.cpp)
+//   apply_lock_message   apply worker: a global lock message received, not
+//                        yet acted on (two requests out at once)
 #pragma once
 
 #include "postgres_headers.hpp"

@@ -3,9 +3,11 @@
 // DDL capture (ProcessUtility) joins it.
 #include "hooks.hpp"
 
+#include "ddl_lock.hpp"
 #include "fault.hpp"
 #include "postgres_headers.hpp"
 #include "replicated.hpp"
+#include "shmem.hpp"
 
 namespace pgmesh::hooks {
 
@@ -111,8 +113,25 @@ void refuse_keyless_writes(QueryDesc *query) {
     foreach (lc, stmt->subplans) check_modify_table(stmt, static_cast<const Plan *>(lfirst(lc)));
 }
 
+// Writes wait while another node's write lock blocks their tables
+// (ddl_lock.hpp).
+void wait_for_write_locks(QueryDesc *query) {
+    const PlannedStmt *stmt = query->plannedstmt;
+    if (!stmt || stmt->resultRelations == NIL) return;
+    if (replorigin_session_origin != InvalidRepOriginId) return;
+    if (!shmem::is_node(MyDatabaseId)) return;
+    ListCell *lc;
+    foreach (lc, stmt->resultRelations) {
+        RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
+        if (rte->rtekind == RTE_RELATION &&
+            (rte->relkind == RELKIND_RELATION || rte->relkind == RELKIND_PARTITIONED_TABLE))
+            ddl_lock::block_writes_to(rte->relid);
+    }
+}
+
 void executor_start(QueryDesc *query, int eflags) {
     refuse_keyless_writes(query);
+    wait_for_write_locks(query);
     if (previous_executor_start)
         previous_executor_start(query, eflags);
     else

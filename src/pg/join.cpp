@@ -211,6 +211,10 @@ private:
             throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                             "the join target is not a member of a pgmesh group", {},
                             "Run pgmesh.create_group() there first, or join through a member.");
+        // The group's key seals pgmesh's messages (DDL, global lock).
+        remote::Result key = remote::exec(
+            target_.get(), "SELECT pg_catalog.encode(group_key, 'hex') FROM pgmesh.local_node");
+        group_key_hex_ = remote::value(key.get(), 0, 0).value_or("");
     }
 
     void announce_joining() {
@@ -304,9 +308,9 @@ private:
                 {column(snapshot_resolvers_, i, 0), column(snapshot_resolvers_, i, 1),
                  column(snapshot_resolvers_, i, 2), column(snapshot_resolvers_, i, 3)});
         spi::query(
-            "INSERT INTO pgmesh.local_node (node_id, copied_until) "
-            "VALUES ($1, pg_catalog.clock_timestamp())",
-            {spi::int8(static_cast<int64_t>(id_))});
+            "INSERT INTO pgmesh.local_node (node_id, copied_until, group_key) "
+            "VALUES ($1, pg_catalog.clock_timestamp(), pg_catalog.decode($2, 'hex'))",
+            {spi::int8(static_cast<int64_t>(id_)), spi::text(group_key_hex_)});
     }
 
     void announce_ready() {
@@ -359,6 +363,7 @@ private:
     remote::Connection target_;       // SQL connection to the join target
     remote::Connection target_repl_;  // holds the exported snapshot
     std::optional<uint64_t> target_id_;
+    std::string group_key_hex_;    // the group's key, from the target
     std::vector<Member> members_;  // ready members other than the target
     bool announced_ = false;
     std::vector<RemoteSlot> remote_slots_;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "catalog.hpp"
+#include "ddl_lock.hpp"
 #include "guard.hpp"
 #include "node.hpp"
 #include "shmem.hpp"
@@ -228,7 +229,9 @@ void manager_main(Oid dboid) {
             memcpy(w.bgw_extra, &peer.id, sizeof peer.id);
             keep_running(l, w);
         }
-        pg::wait_latch(kManagerNaptimeMs);
+        // The global lock: grants, releases, write blocks (ddl_lock.hpp).
+        ddl_lock::manager_round(*nodes.local_id, nodes);
+        pg::wait_latch(ddl_lock::manager_naptime(kManagerNaptimeMs));
     }
 }
 

@@ -1,5 +1,6 @@
 // Module entry: _PG_init (settings, shared memory, supervisor, hooks) and the
 // C entry points of the background workers.
+#include "ddl_capture.hpp"
 #include "fault.hpp"
 #include "guard.hpp"
 #include "hooks.hpp"
@@ -19,7 +20,11 @@ PGDLLEXPORT void pgmesh_apply_main(Datum arg);
 
 namespace pgmesh::settings {
 bool conflict_history = true;
-}
+bool permit_ddl_locking = false;
+bool bdr_permit_ddl_locking = false;
+bool replicate_ddl = true;
+int ddl_lock_timeout = 60000;
+}  // namespace pgmesh::settings
 
 void _PG_init(void) {
     DefineCustomBoolVariable(
@@ -32,8 +37,29 @@ void _PG_init(void) {
                                "sleep:<ms>); empty arms none.",
                                &pgmesh::fault::points, "", PGC_SUSET, GUC_NOT_IN_SAMPLE,
                                pgmesh::fault::check_points, nullptr, nullptr);
+    DefineCustomBoolVariable(
+        "pgmesh.permit_ddl_locking",
+        "Lets this session take the global DDL lock for replicated DDL.",
+        "Replicated DDL without it fails; set it with SET LOCAL in the migration's transaction.",
+        &pgmesh::settings::permit_ddl_locking, false, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    // Migration hooks written for BDR (SHOW / SET LOCAL bdr.permit_ddl_locking)
+    // work unchanged.
+    DefineCustomBoolVariable("bdr.permit_ddl_locking",
+                             "Alias of pgmesh.permit_ddl_locking, for migration hooks written for "
+                             "BDR.",
+                             nullptr, &pgmesh::settings::bdr_permit_ddl_locking, false, PGC_USERSET,
+                             0, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("pgmesh.replicate_ddl", "Replicates DDL run in this session.",
+                             "Off (superusers only) runs DDL on this node only, and logs it.",
+                             &pgmesh::settings::replicate_ddl, true, PGC_SUSET, 0, nullptr, nullptr,
+                             nullptr);
+    DefineCustomIntVariable("pgmesh.ddl_lock_timeout",
+                            "How long taking the global DDL lock waits for every node.", nullptr,
+                            &pgmesh::settings::ddl_lock_timeout, 60000, 1, INT_MAX, PGC_USERSET,
+                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("pgmesh");
     pgmesh::hooks::install();
+    pgmesh::ddl_capture::install();
     if (!process_shared_preload_libraries_in_progress) return;  // e.g. walsender decoding
     pgmesh::node_admin::loaded_at_startup = true;
     pgmesh::shmem::request();

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "catalog.hpp"
+#include "group_key.hpp"
 #include "guard.hpp"
 #include "node.hpp"
 #include "remote.hpp"
@@ -93,8 +94,10 @@ uint64_t create_group(const std::string &node_name, const std::string &node_dsn)
     spi::query("INSERT INTO pgmesh.node (node_id, node_name, dsn, state) VALUES ($1, $2, $3, $4)",
                {spi::int8(static_cast<int64_t>(id)), spi::text(node_name), spi::text(node_dsn),
                 spi::text(node::name(node::State::kReady))});
-    spi::query("INSERT INTO pgmesh.local_node (node_id) VALUES ($1)",
-               {spi::int8(static_cast<int64_t>(id))});
+    spi::query(
+        "INSERT INTO pgmesh.local_node (node_id, group_key) "
+        "VALUES ($1, pg_catalog.decode($2, 'hex'))",
+        {spi::int8(static_cast<int64_t>(id)), spi::text(group_key::generate_hex())});
     start_manager_at_commit();
     return id;
 }

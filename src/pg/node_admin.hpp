@@ -35,4 +35,13 @@ void check_dsn_reaches_self(const std::string &dsn);
 // A fresh random node id (positive as a bigint).
 uint64_t new_node_id();
 
+// A logical slot on this node, read from shared memory: no catalog access,
+// so the waits work for callers who may not read pgmesh's catalogs.
+struct LocalSlot {
+    bool exists;  // SearchNamedReplicationSlot finds only slots in use
+    bool active;
+    uint64_t confirmed_flush;
+};
+LocalSlot local_slot(const std::string &name);
+
 }  // namespace pgmesh::node_admin

@@ -82,6 +82,21 @@ extern "C" {
 #include "catalog/pg_collation.h"
 #include "catalog/pg_trigger.h"
 #include "rewrite/rewriteHandler.h"
+#include "common/hmac.h"
+#include "utils/resowner.h"
+#include "replication/message.h"
+#include "tcop/utility.h"
+#include "catalog/partition.h"
+#include "storage/lock.h"
+#include "catalog/heap.h"
+#include "commands/defrem.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "parser/parse_coerce.h"
+#include "parser/parse_expr.h"
+#include "parser/parse_relation.h"
+#include "parser/parse_type.h"
+#include "tcop/cmdtag.h"
 }
 
 // PostgreSQL defines these as macros; they collide with the C++ library.

@@ -100,6 +100,14 @@ DatabaseSlot *database_slot(Oid dboid, bool create) {
     return free_slot;
 }
 
+bool is_node(Oid dboid) {
+    LWLockAcquire(state().lock, LW_SHARED);
+    DatabaseSlot *d = database_slot(dboid, false);
+    bool result = d && d->is_node;
+    LWLockRelease(state().lock);
+    return result;
+}
+
 void wake_database(Oid dboid) {
     LWLockAcquire(state().lock, LW_SHARED);
     for (int i = 0; i < state().nworkers; i++) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "conflict.hpp"
+#include "ddl_lock.hpp"
 #include "postgres_headers.hpp"
 
 namespace pgmesh::shmem {
@@ -31,6 +32,9 @@ struct WorkerSlot {
     uint64_t failed_lsn;
     int failed_type;
     bool retry_now;  // skip our backoff: the operator fixed something
+    // Waiting before applying more from this peer, which holds a write lock,
+    // until every other peer's grant has been applied (ddl_lock.hpp).
+    bool waiting_for_lock;
     char last_error[kErrorLength];
 };
 
@@ -42,6 +46,7 @@ struct DatabaseSlot {
     bool apply_paused;
     bool is_node;                // the database has a pgmesh node: keep a manager running
     uint64_t resolvers_version;  // bumped when pgmesh.conflict_resolver changes
+    ddl_lock::Slot lock;         // the global DDL/write lock as this node sees it
 };
 
 struct State {
@@ -61,6 +66,9 @@ DatabaseSlot *databases();
 // Caller holds the lock exclusively.
 WorkerSlot *worker_slot(Oid dboid, uint64_t peer_node_id, bool create);
 DatabaseSlot *database_slot(Oid dboid, bool create);
+
+// Whether the database is a pgmesh node (its manager runs). Takes the lock.
+bool is_node(Oid dboid);
 
 // Wakes the manager and apply workers of a database (after catalog or pause
 // changes).

@@ -39,6 +39,7 @@ PG_FUNCTION_INFO_V1(pgmesh_worker_status);
 PG_FUNCTION_INFO_V1(pgmesh_mask_dsn);
 PG_FUNCTION_INFO_V1(pgmesh_set_conflict_resolver);
 PG_FUNCTION_INFO_V1(pgmesh_skip_transaction);
+PG_FUNCTION_INFO_V1(pgmesh_global_lock_info);
 
 Datum pgmesh_set_conflict_resolver(PG_FUNCTION_ARGS) {
     return pgmesh::pg::entry([&] {
@@ -119,8 +120,8 @@ Datum pgmesh_worker_status(PG_FUNCTION_ARGS) {
     for (int i = 0; i < pgmesh::shmem::state().nworkers; i++) {
         WorkerSlot *w = &pgmesh::shmem::workers()[i];
         if (!w->in_use || w->dboid != MyDatabaseId) continue;
-        Datum values[11];
-        bool nulls[11] = {false};
+        Datum values[12];
+        bool nulls[12] = {false};
         values[0] = Int64GetDatum(static_cast<int64>(w->peer_node_id));
         values[1] = BoolGetDatum(w->connected && w->pid != 0);
         values[2] = Int32GetDatum(w->pid);
@@ -150,6 +151,39 @@ Datum pgmesh_worker_status(PG_FUNCTION_ARGS) {
         values[9] = PointerGetDatum(cstring_to_text(by_type.data));
         values[10] = PointerGetDatum(cstring_to_text(w->last_error));
         nulls[10] = w->last_error[0] == '\0';
+        values[11] = BoolGetDatum(w->waiting_for_lock);
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    LWLockRelease(pgmesh::shmem::state().lock);
+    return (Datum)0;
+}
+
+// The global lock as this node sees it (pgmesh.global_lock): at most one row.
+Datum pgmesh_global_lock_info(PG_FUNCTION_ARGS) {
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+    LWLockAcquire(pgmesh::shmem::state().lock, LW_SHARED);
+    pgmesh::shmem::DatabaseSlot *d = pgmesh::shmem::database_slot(MyDatabaseId, false);
+    if (d && d->lock.state.phase != pgmesh::glock::Phase::kFree) {
+        const pgmesh::glock::State &st = d->lock.state;
+        Datum values[7];
+        bool nulls[7] = {false};
+        values[0] = Int64GetDatum(static_cast<int64>(st.current.holder));
+        values[1] = Int32GetDatum(st.current.holder_pid);
+        std::string_view strength = pgmesh::mesh::name(st.current.strength);
+        values[2] = PointerGetDatum(cstring_to_text_with_len(strength.data(), strength.size()));
+        values[3] = PointerGetDatum(cstring_to_text(pgmesh::glock::name(st.phase)));
+        // Who has answered: grants for a local request, grants seen for a
+        // remote write lock. The view turns these into who has not.
+        const pgmesh::glock::NodeSet &answered =
+            st.phase == pgmesh::glock::Phase::kGranted ? st.seen_grants : st.granted;
+        Datum ids[pgmesh::glock::kMaxNodes];
+        for (int i = 0; i < answered.count; i++)
+            ids[i] = Int64GetDatum(static_cast<int64>(answered.ids[i]));
+        values[4] = PointerGetDatum(
+            construct_array(ids, answered.count, INT8OID, 8, true, TYPALIGN_DOUBLE));
+        values[5] = TimestampTzGetDatum(st.since);
+        values[6] = Int64GetDatum(static_cast<int64>(st.current.lock_id));
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     LWLockRelease(pgmesh::shmem::state().lock);

@@ -16,6 +16,16 @@ Saved switch_to_untrusted(Oid role) {
     return saved;
 }
 
+Saved switch_to_origin_role(Oid role, const char *search_path) {
+    Saved saved{InvalidOid, 0, -1};
+    GetUserIdAndSecContext(&saved.user, &saved.sec_context);
+    SetUserIdAndSecContext(role, saved.sec_context | SECURITY_LOCAL_USERID_CHANGE);
+    saved.guc_nest_level = NewGUCNestLevel();
+    set_config_option("search_path", search_path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+                      0, false);
+    return saved;
+}
+
 Saved switch_to_pgmesh() {
     Saved saved{InvalidOid, 0, -1};
     GetUserIdAndSecContext(&saved.user, &saved.sec_context);

@@ -9,6 +9,8 @@
 //    run_as_owner). Unless the owner could become the current user anyway,
 //    it runs under SECURITY_RESTRICTED_OPERATION in a settings nest level of
 //    its own, so that nothing it SETs outlives the switch.
+//  - switch_to_origin_role(role, search_path): replayed DDL runs as the
+//    role that ran it on its origin and with its search_path.
 //  - switch_to_pgmesh(): pgmesh's own fixed SQL on its catalogs, run on
 //    behalf of callers who may not read them (pgmesh_monitor waiting for
 //    sync), as the bootstrap superuser with search_path = '' so that no
@@ -31,6 +33,9 @@ struct Saved {
 };
 
 Saved switch_to_untrusted(Oid role);
+// Replayed DDL runs as the role that ran it on its origin, with the origin's
+// search_path, in a settings nest level of its own.
+Saved switch_to_origin_role(Oid role, const char *search_path);
 Saved switch_to_pgmesh();
 void restore(const Saved &saved);
 

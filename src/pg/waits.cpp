@@ -29,13 +29,7 @@ bool wait_until(int timeout_seconds, const std::function<bool()> &done) {
     }
 }
 
-// A logical slot on this node, read from shared memory: no catalog access,
-// so the waits work for callers who may not read pgmesh's catalogs.
-struct LocalSlot {
-    bool exists;  // SearchNamedReplicationSlot finds only slots in use
-    bool active;
-    XLogRecPtr confirmed_flush;
-};
+}  // namespace
 
 LocalSlot local_slot(const std::string &name) {
     return pg::call([&] {
@@ -50,8 +44,6 @@ LocalSlot local_slot(const std::string &name) {
         return found;
     });
 }
-
-}  // namespace
 
 bool wait_for_ready(int timeout_seconds) {
     return wait_until(timeout_seconds, [] {

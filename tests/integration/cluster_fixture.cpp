@@ -116,7 +116,14 @@ void MeshTest::start_cluster(const MeshOptions &options) {
     cluster_options.extra_settings = options.settings;
     cluster_ = local::LocalCluster::create(cluster_options, progress);
     cluster_->start_all();
-    for (int node = 1; node <= node_count(); ++node) cluster_->create_database(node);
+    for (int node = 1; node <= node_count(); ++node) {
+        cluster_->create_database(node);
+        if (!options.replicate_ddl && options.shared_preload_libraries == "pgmesh") {
+            pq::Connection c = pq::Connection::open(dsn(node));
+            c.exec("ALTER DATABASE " + c.quote_identifier(options.db_name) +
+                   " SET pgmesh.replicate_ddl = off");
+        }
+    }
     if (options.form_mesh) form_mesh();
 }
 
@@ -224,6 +231,36 @@ std::string MeshTest::server_log(int node) const {
     std::ostringstream text;
     text << in.rdbuf();
     return text.str();
+}
+
+void MeshTest::arm_workers(int node, std::string_view points) {
+    exec(node, "ALTER DATABASE pgmesh SET pgmesh.fault_points = '" + std::string(points) + "'");
+    restart_apply_workers(node);
+}
+
+void MeshTest::disarm_workers(int node) {
+    exec(node, "ALTER DATABASE pgmesh RESET pgmesh.fault_points");
+    restart_apply_workers(node);
+}
+
+void MeshTest::restart_apply_workers(int node) {
+    std::set<std::string> old;
+    for (const auto &row : query_rows(node, "SELECT worker_pid FROM pgmesh.status"))
+        if (row.at(0)) old.insert(*row.at(0));
+    exec(node, "SELECT pg_terminate_backend(worker_pid) FROM pgmesh.status");
+    ASSERT_TRUE(wait_until([&] {
+        for (const auto &row :
+             query_rows(node, "SELECT worker_pid, connected FROM pgmesh.status")) {
+            if (!row.at(0) || old.count(*row.at(0)) || row.at(1) != "t") return false;
+        }
+        return true;
+    })) << "apply workers of node"
+        << node << " did not come back";
+}
+
+int MeshTest::advisory_waiters(int node) {
+    return std::stoi(query_value(
+        node, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"));
 }
 
 void MeshTest::forget_connection(int node) {

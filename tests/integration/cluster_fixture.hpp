@@ -58,6 +58,10 @@ struct MeshOptions {
     // Extra postgresql.conf settings (plain values), written last so they win.
     std::vector<local::Setting> settings;
     std::chrono::seconds ready_timeout{120};
+    // Off (ALTER DATABASE ... SET pgmesh.replicate_ddl = off on every node):
+    // DDL runs on the node it is sent to only, for tests that build each
+    // node's schema themselves. Tests of DDL replication turn it on.
+    bool replicate_ddl = false;
 };
 
 // A fresh directory "/tmp/<prefix>XXXXXX" that the server user owns; the
@@ -158,6 +162,16 @@ protected:
     // failure (and returns the last one seen) when none shows in time.
     std::string wait_for_last_error(int node, std::string_view fragment,
                                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+    // Fault points (src/pg/fault.hpp) for the apply workers of `node`: a
+    // database setting, read by every new session, then the workers restart
+    // to read it. disarm_workers undoes it.
+    void arm_workers(int node, std::string_view points);
+    void disarm_workers(int node);
+    // Terminates the node's apply workers and waits until new ones stream.
+    void restart_apply_workers(int node);
+    // Sessions of `node` waiting for an advisory lock (a held fault point).
+    int advisory_waiters(int node);
 
     // Compares all user tables on all nodes like `pgmesh verify`. Records a
     // test failure showing the comparison when they differ; returns whether

@@ -33,7 +33,8 @@ CREATE VIEW pgmesh.status AS
            4242 AS worker_pid, 0::bigint AS apply_lag_bytes,
            0.25::double precision AS apply_lag_seconds,
            now() AS last_applied_commit_time, 0::bigint AS conflicts,
-           '{}'::jsonb AS conflicts_by_type, NULL::text AS last_error;
+           '{}'::jsonb AS conflicts_by_type, NULL::text AS last_error,
+           false AS waiting_for_global_lock;
 )sql";
 
 }  // namespace pgmesh::test

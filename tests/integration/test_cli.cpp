@@ -1,9 +1,6 @@
 // Tests of the pgmesh command-line tool, run as a separate process.
 #include <gtest/gtest.h>
-#include <stdio.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -11,6 +8,7 @@
 #include "cluster_fixture.hpp"
 #include "local_cluster.hpp"
 #include "pgmesh_stub.hpp"
+#include "run_process.hpp"
 
 namespace {
 
@@ -18,31 +16,14 @@ namespace fs = std::filesystem;
 using pgmesh::test::MeshOptions;
 using pgmesh::test::MeshTest;
 
-struct CliResult {
-    int exit_code = -1;
-    std::string output;  // stdout and stderr
-};
+using CliResult = pgmesh::test::ProcessResult;
 
-std::string shell_quote(const std::string &text) {
-    std::string quoted = "'";
-    for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return quoted + "'";
-}
-
+// The CLI with these arguments; output holds its stdout and stderr.
 CliResult run_cli(const std::vector<std::string> &arguments) {
-    std::string command = shell_quote(PGMESH_CLI_PATH);
-    for (const std::string &argument : arguments) command += " " + shell_quote(argument);
-    command += " 2>&1";
-    CliResult result;
-    FILE *pipe = popen(command.c_str(), "r");
-    if (pipe == nullptr) return result;
-    std::array<char, 4096> buffer{};
-    size_t n = 0;
-    while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-        result.output.append(buffer.data(), n);
-    int status = pclose(pipe);
-    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-    return result;
+    std::vector<std::string> argv = {PGMESH_CLI_PATH};
+    argv.insert(argv.end(), arguments.begin(), arguments.end());
+    // Under the tests' 300 s ctest timeout, so that a hung command shows its output.
+    return pgmesh::test::run_process(argv, {.timeout = std::chrono::seconds(270)});
 }
 
 bool pgmesh_installed() {

@@ -18,38 +18,6 @@ using namespace std::chrono_literals;
 class FaultPointTest : public MeshTest {
 protected:
     std::optional<MeshOptions> cluster_options() const override { return MeshOptions{.nodes = 2}; }
-
-    // Arms fault points for the apply workers of `node`: a database setting
-    // (read by every new session), then the workers restart to read it.
-    void arm_workers(int node, std::string_view points) {
-        exec(node, "ALTER DATABASE pgmesh SET pgmesh.fault_points = '" + std::string(points) + "'");
-        restart_apply_workers(node);
-    }
-    void disarm_workers(int node) {
-        exec(node, "ALTER DATABASE pgmesh RESET pgmesh.fault_points");
-        restart_apply_workers(node);
-    }
-
-    void restart_apply_workers(int node) {
-        std::set<std::string> old;
-        for (const auto &row : query_rows(node, "SELECT worker_pid FROM pgmesh.status"))
-            if (row.at(0)) old.insert(*row.at(0));
-        exec(node, "SELECT pg_terminate_backend(worker_pid) FROM pgmesh.status");
-        ASSERT_TRUE(wait_until([&] {
-            for (const auto &row :
-                 query_rows(node, "SELECT worker_pid, connected FROM pgmesh.status")) {
-                if (!row.at(0) || old.count(*row.at(0)) || row.at(1) != "t") return false;
-            }
-            return true;
-        })) << "apply workers of node"
-            << node << " did not come back";
-    }
-
-    // Sessions of `node` waiting for an advisory lock (a held fault point).
-    int advisory_waiters(int node) {
-        return std::stoi(query_value(
-            node, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"));
-    }
 };
 
 TEST_F(FaultPointTest, TheSettingRefusesUnknownPointsAndActions) {

@@ -1,0 +1,667 @@
+#include "ddl_lock.hpp"
+
+#include <algorithm>
+
+#include "group_key.hpp"
+#include "guard.hpp"
+#include "node_admin.hpp"
+#include "settings.hpp"
+#include "shmem.hpp"
+#include "xact_end.hpp"
+
+namespace pgmesh::ddl_lock {
+
+namespace {
+
+// The write gate is an advisory lock tag no SQL function can name: the
+// advisory functions use field4 1 and 2. pg_locks shows it as an advisory
+// lock with objsubid 20557 ('PM') and objid the table's OID (0: every table).
+constexpr uint16 kGateField = 0x504D;
+
+constexpr long kPollMs = 10;
+
+// This backend's lock, for the current transaction (0: none), and its node.
+uint64_t my_lock_id = 0;
+uint64_t my_node_id = 0;
+
+// Caller holds the pgmesh LWLock exclusively.
+Slot &slot() {
+    shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, true);
+    if (!d)
+        throw pg::Error(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                        "no pgmesh shared memory slot left for this database");
+    return d->lock;
+}
+
+void set_gate_tag(LOCKTAG &tag, Oid relid) {
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, relid, 0, kGateField);
+}
+
+void wake_manager() {
+    LWLockAcquire(shmem::state().lock, LW_SHARED);
+    shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false);
+    if (d && d->manager_proc) SetLatch(&d->manager_proc->procLatch);
+    LWLockRelease(shmem::state().lock);
+}
+
+// Queues the machine's actions for the manager. Called under the LWLock;
+// plain C. The backend sends its own first requests (kSendRequest from
+// request() and upgrade()), so those are skipped when `own_requests`.
+void queue(Slot &s, const glock::Actions &actions, bool own_requests) {
+    for (const glock::Action &a : actions) {
+        Out kind;
+        switch (a.kind) {
+            case glock::Action::kSendRequest:
+                if (own_requests) continue;
+                kind = Out::kRequestAgain;
+                break;
+            case glock::Action::kGrant:
+                kind = Out::kGrant;
+                break;
+            case glock::Action::kSendRelease:
+                kind = Out::kRelease;
+                break;
+            case glock::Action::kUnblock:
+                kind = Out::kUnblock;
+                break;
+            default:
+                continue;
+        }
+        if (s.out_count == kOutboxSize) {
+            // Cannot happen with one lock at a time; losing a RELEASE would
+            // leave peers locked, so say so loudly.
+            elog(WARNING, "pgmesh: global lock outbox full, an action was dropped");
+            continue;
+        }
+        s.out[s.out_count++] = OutItem{kind, a.lock};
+    }
+}
+
+// Sends one sealed lock message. Non-transactional, so that it goes out now
+// and not at some commit; flushed, so that walsenders see it at once.
+void send(const mesh::LockMessage &m, const mesh::Mac &mac) {
+    std::string content = mesh::seal(m, mac);
+    pg::call([&] {
+        XLogRecPtr lsn =
+            LogLogicalMessage(mesh::kLockPrefix.data(), content.data(), content.size(), false);
+        XLogFlush(lsn);
+    });
+}
+
+mesh::LockMessage message_of(mesh::LockKind kind, uint64_t sender, const glock::Lock &lock) {
+    mesh::LockMessage m;
+    m.kind = kind;
+    m.sender = sender;
+    m.holder = lock.holder;
+    m.lock_id = lock.lock_id;
+    m.seq = lock.seq;
+    m.strength = lock.strength;
+    m.priority = lock.priority;
+    m.holder_pid = lock.holder_pid;
+    return m;
+}
+
+// The request of the local holder, with its tables, read from the slot.
+mesh::LockMessage request_of(uint64_t self, const Slot &s) {
+    mesh::LockMessage m = message_of(mesh::LockKind::kRequest, self, s.state.current);
+    m.all_tables = s.request_all;
+    for (int i = 0; i < s.request_count; ++i)
+        m.tables.emplace_back(NameStr(s.request_schema[i]), NameStr(s.request_table[i]));
+    return m;
+}
+
+std::vector<uint64_t> ready_peers(const catalog::Nodes &nodes) {
+    std::vector<uint64_t> peers;
+    for (const catalog::Node &n : nodes.all)
+        if (!n.is_local && n.state == node::State::kReady) peers.push_back(n.id);
+    return peers;
+}
+
+std::string node_name(const catalog::Nodes &nodes, uint64_t id) {
+    const catalog::Node *n = nodes.find(id);
+    return n ? n->name : node::hex_id(id);
+}
+
+// Adds `tables` to the local holder's request. False when nothing was new.
+bool add_request_tables(Slot &s, const Tables &tables) {
+    if (s.request_all) return false;
+    if (tables.all) {
+        s.request_all = true;
+        return true;
+    }
+    bool added = false;
+    for (const auto &[schema, table] : tables.names) {
+        bool present = false;
+        for (int i = 0; i < s.request_count && !present; ++i)
+            present =
+                schema == NameStr(s.request_schema[i]) && table == NameStr(s.request_table[i]);
+        if (present) continue;
+        added = true;
+        if (s.request_count == kMaxTables) {
+            s.request_all = true;
+            return true;
+        }
+        namestrcpy(&s.request_schema[s.request_count], schema.c_str());
+        namestrcpy(&s.request_table[s.request_count], table.c_str());
+        s.request_count++;
+    }
+    return added;
+}
+
+void at_transaction_end(bool committed) {
+    if (my_lock_id == 0) return;
+    uint64_t lock_id = my_lock_id;
+    my_lock_id = 0;
+    // Runs in PostgreSQL's transaction callback: nothing here may throw.
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false);
+    if (d) {
+        Slot &s = d->lock;
+        glock::Actions actions;
+        glock::Machine(s.state, my_node_id)
+            .local_end(lock_id, committed, GetCurrentTimestamp(), actions);
+        if (s.state.phase == glock::Phase::kReleasing) s.release_after_lsn = XactLastCommitEnd;
+        if (s.state.phase != glock::Phase::kRequesting && s.state.phase != glock::Phase::kHeld)
+            s.holder_proc = nullptr;
+        queue(s, actions, true);
+        if (d->manager_proc) SetLatch(&d->manager_proc->procLatch);
+    }
+    LWLockRelease(shmem::state().lock);
+}
+
+// What a waiting backend sees of the lock.
+struct View {
+    bool mine;      // current is still this backend's lock
+    bool acquired;  // ... and it holds it now
+    uint64_t holder;
+    int32_t holder_pid;
+    std::vector<uint64_t> missing;  // peers that have not granted
+};
+
+// LWLockAcquire and LWLockRelease do not raise errors in practice; an
+// exception thrown while the lock is held (bad_alloc) becomes an ERROR
+// whose abort releases every LWLock.
+View look(uint64_t self, const std::vector<uint64_t> &peers, uint64_t lock_id) {
+    View v{};
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    {
+        Slot &s = slot();
+        v.mine = s.state.phase != glock::Phase::kFree && s.state.current.holder == self &&
+                 s.state.current.lock_id == lock_id;
+        v.holder = s.state.current.holder;
+        v.holder_pid = s.state.current.holder_pid;
+        if (v.mine)
+            v.acquired = s.state.phase == glock::Phase::kHeld ||
+                         glock::Machine(s.state, self).acquire(peers);
+        for (uint64_t p : peers)
+            if (!s.state.granted.contains(p)) v.missing.push_back(p);
+    }
+    LWLockRelease(shmem::state().lock);
+    return v;
+}
+
+[[noreturn]] void fail_timeout(const catalog::Nodes &nodes, const View &v, bool asked) {
+    std::string who;
+    if (asked) {
+        for (uint64_t p : v.missing)
+            who += (who.empty() ? "" : ", ") + ("\"" + node_name(nodes, p) + "\"");
+        throw pg::Error(
+            ERRCODE_LOCK_NOT_AVAILABLE,
+            "could not acquire the global DDL lock within pgmesh.ddl_lock_timeout (" +
+                std::to_string(settings::ddl_lock_timeout) + " ms)",
+            "No answer from node" + std::string(v.missing.size() > 1 ? "s " : " ") + who + ".",
+            "Check that the node is up and connected (pgmesh.status), part it with "
+            "pgmesh.part_node() if it is gone for good, or retry.");
+    }
+    throw pg::Error(ERRCODE_LOCK_NOT_AVAILABLE,
+                    "could not acquire the global DDL lock within pgmesh.ddl_lock_timeout (" +
+                        std::to_string(settings::ddl_lock_timeout) + " ms)",
+                    "Node \"" + node_name(nodes, v.holder) + "\" (backend " +
+                        std::to_string(v.holder_pid) + ") holds it.",
+                    "Retry the transaction once the other DDL has finished (pgmesh.global_lock).");
+}
+
+// Apply worker of the holder: the write gates this process holds, for which
+// lock round.
+struct HeldGates {
+    uint64_t lock_id = 0;
+    uint32_t seq = 0;
+    std::vector<Oid> relids;
+};
+HeldGates gates;
+
+void release_gates() {
+    for (Oid relid : gates.relids) {
+        LOCKTAG tag;
+        set_gate_tag(tag, relid);
+        pg::call([&] { LockRelease(&tag, ExclusiveLock, true); });
+    }
+    gates = HeldGates{};
+}
+
+// Manager: sends the GRANT of `lock` once the write blocks are in place (the
+// holder's apply worker takes them, apply_worker_tick()). False when they
+// are not yet: the caller tries again next round.
+bool grant(uint64_t self, const glock::Lock &lock, const mesh::Mac &mac) {
+    bool current = false;
+    bool blocked = false;
+    glock::Lock now{};
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    {
+        Slot &s = slot();
+        current =
+            s.state.phase == glock::Phase::kGranted && s.state.current.lock_id == lock.lock_id;
+        now = s.state.current;
+        blocked = now.strength != mesh::Strength::kWrite ||
+                  (s.gates_lock_id == now.lock_id && s.gates_seq == now.seq);
+    }
+    LWLockRelease(shmem::state().lock);
+    if (!current) return true;  // released meanwhile: nothing to grant
+    if (!blocked) {
+        pg::call([] { shmem::wake_database(MyDatabaseId); });
+        return false;
+    }
+    send(message_of(mesh::LockKind::kGrant, self, now), mac);
+    return true;
+}
+
+// Apply worker, after ACQUIRED of a write lock: nothing more from the holder
+// is applied until every other peer's GRANT has been, so that every row
+// written before the lock is here before the DDL.
+void wait_for_grants(uint64_t self, uint64_t holder, const mesh::LockMessage &m) {
+    bool own_transaction = !pg::call([] { return IsTransactionState(); });
+    if (own_transaction) pg::call([] { StartTransactionCommand(); });
+    std::vector<uint64_t> peers = ready_peers(catalog::read_nodes());
+    if (own_transaction) pg::call([] { CommitTransactionCommand(); });
+    auto set_waiting = [&](bool waiting) {
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        if (shmem::WorkerSlot *w = shmem::worker_slot(MyDatabaseId, holder, false))
+            w->waiting_for_lock = waiting;
+        LWLockRelease(shmem::state().lock);
+    };
+    bool waited = false;
+    for (;;) {
+        bool done = false;
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        {
+            Slot &s = slot();
+            glock::Machine machine(s.state, self);
+            done = s.state.phase != glock::Phase::kGranted ||
+                   s.state.current.lock_id != m.lock_id || machine.all_grants_seen(peers);
+        }
+        LWLockRelease(shmem::state().lock);
+        if (done) break;
+        if (!waited) set_waiting(true);
+        waited = true;
+        pg::wait_latch(kPollMs);
+    }
+    if (waited) set_waiting(false);
+}
+
+}  // namespace
+
+uint64_t acquire(mesh::Strength strength, const Tables &tables, const catalog::Nodes &nodes) {
+    const uint64_t self = nodes.require_local().id;
+    const std::vector<uint64_t> peers = ready_peers(nodes);
+    mesh::Mac mac = group_key::mac();
+    TimestampTz start = pg::call([] { return GetCurrentTimestamp(); });
+    TimestampTz deadline = start + static_cast<int64_t>(settings::ddl_lock_timeout) * 1000;
+    const int64_t priority = start;
+
+    for (;;) {
+        // Ask: a new lock, or more of the one this transaction holds.
+        bool send_request = false;
+        mesh::LockMessage request;
+        if (my_lock_id == 0) {
+            uint64_t lock_id = 0;
+            pg::call([&] {
+                if (!pg_strong_random(&lock_id, sizeof lock_id))
+                    elog(ERROR, "pgmesh: could not generate a lock id");
+            });
+            glock::Lock lock{self, lock_id, 0, strength, priority, MyProcPid};
+            TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+            bool asked = false;
+            View busy{};
+            glock::Actions actions;
+            LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+            {
+                Slot &s = slot();
+                // Not before the manager said this node restarted: a
+                // request ahead of that RESET would be voided by it.
+                asked = s.reset_sent && glock::Machine(s.state, self).request(lock, now, actions);
+                if (asked) {
+                    s.holder_proc = MyProc;
+                    s.request_all = false;
+                    s.request_count = 0;
+                    add_request_tables(s, tables);
+                    request = request_of(self, s);
+                } else {
+                    busy.holder = s.state.current.holder;
+                    busy.holder_pid = s.state.current.holder_pid;
+                }
+            }
+            LWLockRelease(shmem::state().lock);
+            if (!asked) {
+                if (pg::call([] { return GetCurrentTimestamp(); }) >= deadline)
+                    fail_timeout(nodes, busy, false);
+                pg::wait_latch(kPollMs);
+                continue;
+            }
+            my_lock_id = lock_id;
+            my_node_id = self;
+            xact_end::at_end(at_transaction_end);
+            send_request = true;
+        } else {
+            glock::Actions actions;
+            LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+            {
+                Slot &s = slot();
+                bool stronger = strength > s.state.current.strength;
+                bool more_tables =
+                    strength == mesh::Strength::kWrite && add_request_tables(s, tables);
+                if (s.state.phase == glock::Phase::kHeld && (stronger || more_tables)) {
+                    glock::Machine(s.state, self).upgrade(strength, actions);
+                    request = request_of(self, s);
+                    send_request = true;
+                }
+            }
+            LWLockRelease(shmem::state().lock);
+        }
+        if (send_request) send(request, mac);
+
+        // Wait for every ready peer's grant.
+        for (;;) {
+            View v = look(self, peers, my_lock_id);
+            if (!v.mine) {
+                // Our request gave way to an older one (or a peer restarted
+                // and voided it): ask again once the lock is free, keeping
+                // our age.
+                my_lock_id = 0;
+                break;
+            }
+            if (v.acquired) {
+                glock::Lock held{};
+                LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+                held = slot().state.current;
+                LWLockRelease(shmem::state().lock);
+                if (held.strength == mesh::Strength::kWrite && send_request)
+                    send(message_of(mesh::LockKind::kAcquired, self, held), mac);
+                return my_lock_id;
+            }
+            if (pg::call([] { return GetCurrentTimestamp(); }) >= deadline) {
+                // Give the request up (the abort would too, but the error
+                // must name who did not answer).
+                at_transaction_end(false);
+                fail_timeout(nodes, v, true);
+            }
+            pg::wait_latch(kPollMs);
+        }
+    }
+}
+
+bool held() {
+    return my_lock_id != 0;
+}
+
+void block_writes_to(Oid relid) {
+    if (replorigin_session_origin != InvalidRepOriginId) return;
+    if (get_rel_persistence(relid) != RELPERSISTENCE_PERMANENT) return;
+    auto take = [](Oid gate) {
+        LOCKTAG tag;
+        set_gate_tag(tag, gate);
+        (void)LockAcquire(&tag, RowExclusiveLock, false, false);
+    };
+    take(InvalidOid);
+    take(relid);
+    if (get_rel_relispartition(relid)) {
+        ListCell *lc;
+        foreach (lc, get_partition_ancestors(relid)) take(lfirst_oid(lc));
+    }
+}
+
+void on_message(uint64_t self, uint64_t peer, const mesh::Mac &mac, const proto::Message &raw) {
+    mesh::LockMessage m;
+    try {
+        m = mesh::open_lock(raw.content, mac);
+    } catch (const mesh::BadMessage &e) {
+        // Not pgmesh's (any role may emit messages with our prefix): ignore.
+        std::string what = e.what();
+        pg::call([&] {
+            ereport(WARNING,
+                    (errmsg("pgmesh ignored a lock message from a peer: %s", what.c_str())));
+        });
+        return;
+    }
+    if (m.sender != peer) {
+        pg::call([&] {
+            ereport(WARNING,
+                    (errmsg("pgmesh ignored a lock message that node %s relayed for another node",
+                            node::hex_id(peer).c_str())));
+        });
+        return;
+    }
+    // The tables a write lock blocks here, by OID.
+    std::vector<Oid> relids;
+    if (m.kind == mesh::LockKind::kRequest && m.strength == mesh::Strength::kWrite &&
+        !m.all_tables) {
+        bool own_transaction = !pg::call([] { return IsTransactionState(); });
+        if (own_transaction) pg::call([] { StartTransactionCommand(); });
+        for (const auto &[schema, table] : m.tables) {
+            Oid relid = pg::call([&] {
+                return RangeVarGetRelid(
+                    makeRangeVar(pstrdup(schema.c_str()), pstrdup(table.c_str()), -1), NoLock,
+                    true);
+            });
+            if (OidIsValid(relid)) relids.push_back(relid);
+        }
+        if (own_transaction) pg::call([] { CommitTransactionCommand(); });
+    }
+    TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+    glock::Actions actions;
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    {
+        Slot &s = slot();
+        glock::Machine(s.state, self).on_message(m, now, actions);
+        if (m.kind == mesh::LockKind::kRequest && m.strength == mesh::Strength::kWrite &&
+            s.state.phase == glock::Phase::kGranted && s.state.current.lock_id == m.lock_id) {
+            if (s.block_lock_id != m.lock_id) {
+                s.block_lock_id = m.lock_id;
+                s.block_all = false;
+                s.block_count = 0;
+            }
+            if (m.all_tables || relids.size() + s.block_count > kMaxTables) s.block_all = true;
+            for (Oid r : relids)
+                if (!s.block_all && std::find(s.block_relids, s.block_relids + s.block_count, r) ==
+                                        s.block_relids + s.block_count)
+                    s.block_relids[s.block_count++] = r;
+        }
+        if (m.kind == mesh::LockKind::kGrant && m.holder == self && s.holder_proc)
+            SetLatch(&s.holder_proc->procLatch);
+        queue(s, actions, false);
+    }
+    LWLockRelease(shmem::state().lock);
+    if (!actions.empty()) pg::call([] { wake_manager(); });
+    for (const glock::Action &a : actions)
+        if (a.kind == glock::Action::kSendRelease)
+            pg::call([&] {
+                ereport(LOG, (errmsg("pgmesh: this node's request for the global lock gave way "
+                                     "to the older request of node %s; it asks again later",
+                                     node::hex_id(m.holder).c_str())));
+            });
+    apply_worker_tick(peer);
+    if (m.kind == mesh::LockKind::kAcquired) wait_for_grants(self, peer, m);
+}
+
+bool worker_waiting(uint64_t peer) {
+    shmem::WorkerSlot *w = shmem::worker_slot(MyDatabaseId, peer, false);
+    return w && w->waiting_for_lock;
+}
+
+void manager_round(uint64_t self, const catalog::Nodes &nodes) {
+    pg::call([] { StartTransactionCommand(); });
+    mesh::Mac mac = group_key::mac();
+    pg::call([] { CommitTransactionCommand(); });
+    const std::vector<uint64_t> peers = ready_peers(nodes);
+
+    // Once per server start, before any request of ours: whatever this node
+    // held or asked for before is void, and peers that granted it let go.
+    bool reset_sent = false;
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    reset_sent = slot().reset_sent;
+    LWLockRelease(shmem::state().lock);
+    if (!reset_sent) {
+        send(message_of(mesh::LockKind::kReset, self,
+                        glock::Lock{self, 0, 0, mesh::Strength::kDdl, 0, 0}),
+             mac);
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        slot().reset_sent = true;
+        LWLockRelease(shmem::state().lock);
+    }
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    {
+        Slot &s = slot();
+        glock::Actions actions;
+        glock::Machine machine(s.state, self);
+        for (const catalog::Node &n : nodes.all)
+            if (n.state == node::State::kParted) machine.on_parted(n.id, 0, actions);
+        queue(s, actions, false);
+    }
+    LWLockRelease(shmem::state().lock);
+
+    // A committed write lock: RELEASE once every peer applied the DDL.
+    uint64_t release_after = 0;
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    if (slot().state.phase == glock::Phase::kReleasing) release_after = slot().release_after_lsn;
+    LWLockRelease(shmem::state().lock);
+    if (release_after != 0 && std::all_of(peers.begin(), peers.end(), [&](uint64_t peer) {
+            return node_admin::local_slot(node::slot_name(self, peer)).confirmed_flush >=
+                   release_after;
+        })) {
+        TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        glock::Actions actions;
+        glock::Machine(slot().state, self).release_after_commit(now, actions);
+        queue(slot(), actions, false);
+        LWLockRelease(shmem::state().lock);
+    }
+
+    std::vector<OutItem> items;
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    {
+        Slot &s = slot();
+        items.assign(s.out, s.out + s.out_count);
+        s.out_count = 0;
+    }
+    LWLockRelease(shmem::state().lock);
+    for (size_t i = 0; i < items.size(); ++i) {
+        const OutItem &item = items[i];
+        switch (item.kind) {
+            case Out::kRelease:
+                send(message_of(mesh::LockKind::kRelease, self, item.lock), mac);
+                break;
+            case Out::kRequestAgain: {
+                bool current = false;
+                mesh::LockMessage request;
+                LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+                current = slot().state.current.holder == self &&
+                          slot().state.current.lock_id == item.lock.lock_id;
+                if (current) request = request_of(self, slot());
+                LWLockRelease(shmem::state().lock);
+                if (current) send(request, mac);
+                break;
+            }
+            case Out::kUnblock:
+                // The holder's apply worker lets go of its gates.
+                pg::call([] { shmem::wake_database(MyDatabaseId); });
+                break;
+            case Out::kGrant:
+                if (!grant(self, item.lock, mac)) {
+                    // Writers in flight did not finish yet: try again next
+                    // round, keeping the order of what follows.
+                    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+                    Slot &s = slot();
+                    int keep = static_cast<int>(items.size() - i);
+                    int room = std::min(keep, kOutboxSize - s.out_count);
+                    std::copy_backward(s.out, s.out + s.out_count, s.out + s.out_count + room);
+                    std::copy(items.begin() + static_cast<long>(i),
+                              items.begin() + static_cast<long>(i) + room, s.out);
+                    s.out_count += room;
+                    LWLockRelease(shmem::state().lock);
+                    return;
+                }
+                break;
+        }
+    }
+}
+
+void apply_worker_tick(uint64_t peer) {
+    bool want = false;
+    glock::Lock lock{};
+    bool all = false;
+    std::vector<Oid> relids;
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    {
+        Slot &s = slot();
+        want = s.state.phase == glock::Phase::kGranted && s.state.current.holder == peer &&
+               s.state.current.strength == mesh::Strength::kWrite;
+        lock = s.state.current;
+        // A request granted from the queue has no tables here: block all.
+        all = s.block_lock_id != lock.lock_id || s.block_all;
+        if (want && !all) relids.assign(s.block_relids, s.block_relids + s.block_count);
+    }
+    LWLockRelease(shmem::state().lock);
+    if (!want) {
+        if (!gates.relids.empty() || gates.lock_id) release_gates();
+        return;
+    }
+    if (gates.lock_id == lock.lock_id && gates.seq == lock.seq) return;
+    if (gates.lock_id != lock.lock_id) release_gates();
+    if (all) relids = {InvalidOid};
+    std::sort(relids.begin(), relids.end());
+    bool own = !pg::call([] { return IsTransactionState(); });
+    try {
+        if (own) pg::call([] { StartTransactionCommand(); });
+        // Writers in flight finish first; wait a second at a time, between
+        // which apply goes on. A local writer that waits for a gate while
+        // holding a table lock the holder's DDL needs closes a cycle with
+        // this worker: the deadlock detector cancels the writer, which has
+        // waited longer.
+        pg::call([] {
+            set_config_option("lock_timeout", "1000", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+                              true, 0, false);
+        });
+        for (Oid relid : relids) {
+            if (std::find(gates.relids.begin(), gates.relids.end(), relid) != gates.relids.end())
+                continue;
+            LOCKTAG tag;
+            set_gate_tag(tag, relid);
+            pg::call([&] { (void)LockAcquire(&tag, ExclusiveLock, true, false); });
+            gates.relids.push_back(relid);
+        }
+        if (own) pg::call([] { CommitTransactionCommand(); });
+    } catch (const pg::Error &) {
+        if (!own) throw;
+        pg::call([] { AbortCurrentTransaction(); });
+        return;  // next tick
+    }
+    gates.lock_id = lock.lock_id;
+    gates.seq = lock.seq;
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    {
+        Slot &s = slot();
+        s.gates_lock_id = lock.lock_id;
+        s.gates_seq = lock.seq;
+    }
+    LWLockRelease(shmem::state().lock);
+    pg::call([] { wake_manager(); });
+}
+
+long manager_naptime(long idle_ms) {
+    LWLockAcquire(shmem::state().lock, LW_SHARED);
+    shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false);
+    bool busy = d && (d->lock.out_count > 0 || d->lock.state.phase == glock::Phase::kReleasing);
+    LWLockRelease(shmem::state().lock);
+    return busy ? kPollMs : idle_ms;
+}
+
+}  // namespace pgmesh::ddl_lock

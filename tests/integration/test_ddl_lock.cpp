@@ -1,0 +1,303 @@
+// The global DDL/write lock (docs/ddl.md): who holds it shows in
+// pgmesh.global_lock; other DDL waits or fails with 55P03; two requests at
+// once end with one winner and no deadlock; a node that does not answer is
+// named; the lock frees when its holder commits, aborts, dies, or its whole
+// server crashes; writers on other nodes during a write-lock ALTER TABLE lose
+// nothing and stop nothing.
+#include <atomic>
+#include <iostream>
+#include <thread>
+
+#include "cluster_fixture.hpp"
+
+namespace pgmesh::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class DdlLockTest : public MeshTest {
+protected:
+    std::optional<MeshOptions> cluster_options() const override {
+        return MeshOptions{.nodes = 3, .replicate_ddl = true};
+    }
+
+    // A session on `node` that ran `sql` in an open transaction allowed to
+    // take the lock, and holds the lock until COMMIT or ROLLBACK.
+    pq::Connection hold(int node, std::string_view sql) {
+        pq::Connection c = connect(node);
+        c.exec("BEGIN");
+        c.exec("SET LOCAL pgmesh.permit_ddl_locking = on");
+        c.exec(sql);
+        return c;
+    }
+
+    void ddl(pq::Connection &c, std::string_view sql) {
+        c.exec("BEGIN");
+        c.exec("SET LOCAL pgmesh.permit_ddl_locking = on");
+        c.exec(sql);
+        c.exec("COMMIT");
+    }
+
+    std::string lock_rows(int node) {
+        pq::Rows rows =
+            query_rows(node, "SELECT holder_node, strength, state FROM pgmesh.global_lock");
+        std::string out;
+        for (const auto &row : rows)
+            for (const auto &v : row) out += v.value_or("NULL") + "|";
+        return out;
+    }
+
+    bool lock_free_everywhere() {
+        for (int n = 1; n <= node_count(); n++)
+            if (query_value(n, "SELECT count(*) FROM pgmesh.global_lock") != "0") return false;
+        return true;
+    }
+
+    std::string relation_count(std::string_view name) {
+        return "SELECT count(*) FROM pg_class WHERE relname = '" + std::string(name) + "'";
+    }
+};
+
+TEST_F(DdlLockTest, TheHolderShowsAndOtherDdlWaitsOrFails) {
+    pq::Connection holder = hold(1, "CREATE TABLE a (id int PRIMARY KEY)");
+    EXPECT_EQ(lock_rows(1), "node1|ddl|held|");
+    ASSERT_TRUE(wait_until([&] { return lock_rows(2) == "node1|ddl|granted|"; }, 10s))
+        << lock_rows(2);
+
+    // With a short timeout: 55P03, naming the holder.
+    pq::Connection other = connect(2);
+    other.exec("SET pgmesh.ddl_lock_timeout = '500ms'");
+    pq::Error e = expect_error(other,
+                               "BEGIN; SET LOCAL pgmesh.permit_ddl_locking = on; "
+                               "CREATE TABLE b (id int PRIMARY KEY); COMMIT",
+                               "55P03", "could not acquire the global DDL lock");
+    other.exec("ROLLBACK");
+    EXPECT_NE(e.detail().find("\"node1\""), std::string::npos) << e.detail();
+    EXPECT_NE(e.hint().find("Retry"), std::string::npos) << e.hint();
+
+    // With time enough, it waits for the holder and then runs.
+    std::atomic<bool> done{false};
+    std::string waiter_error;
+    std::thread waiter([&] {
+        try {
+            pq::Connection c = connect(2);
+            ddl(c, "CREATE TABLE c (id int PRIMARY KEY)");
+        } catch (const std::exception &ex) {
+            waiter_error = ex.what();
+        }
+        done = true;
+    });
+    std::this_thread::sleep_for(1s);
+    EXPECT_FALSE(done.load());
+    holder.exec("COMMIT");
+    waiter.join();
+    EXPECT_EQ(waiter_error, "");
+    wait_for_sync_all();
+    for (int n = 1; n <= node_count(); n++) {
+        EXPECT_EQ(query_value(n, relation_count("a")), "1");
+        EXPECT_EQ(query_value(n, relation_count("b")), "0");
+        EXPECT_EQ(query_value(n, relation_count("c")), "1");
+    }
+    EXPECT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 10s));
+}
+
+// Both requests are out before either node has seen the other's: every
+// apply worker holds at the fault point apply_lock_message until both
+// backends show "requesting", then all go on at once.
+TEST_F(DdlLockTest, TwoNodesAskingAtOnceEndWithOneWinnerAndNoDeadlock) {
+    std::vector<pq::Connection> gates;
+    for (int n = 1; n <= node_count(); n++) {
+        gates.push_back(connect(n));
+        gates.back().exec("SELECT pg_advisory_lock(hashtext('pgmesh fault apply_lock_message'))");
+        arm_workers(n, "apply_lock_message");
+    }
+    std::string errors[2];
+    std::thread asks[2];
+    for (int i = 0; i < 2; i++) {
+        asks[i] = std::thread([&, i] {
+            try {
+                pq::Connection c = connect(i + 1);
+                ddl(c, "CREATE TABLE t" + std::to_string(i + 1) + " (id int PRIMARY KEY)");
+            } catch (const std::exception &ex) {
+                errors[i] = ex.what();
+            }
+        });
+    }
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return lock_rows(1) == "node1|ddl|requesting|" &&
+                   lock_rows(2) == "node2|ddl|requesting|";
+        },
+        20s))
+        << lock_rows(1) << " " << lock_rows(2);
+    // Each node's workers hold a request each: node3 holds both.
+    ASSERT_TRUE(wait_until([&] { return advisory_waiters(3) == 2; }, 20s));
+    for (auto &g : gates) g.exec("SELECT pg_advisory_unlock_all()");
+    for (auto &t : asks) t.join();
+    EXPECT_EQ(errors[0], "");
+    EXPECT_EQ(errors[1], "");
+    wait_for_sync_all();
+    for (int n = 1; n <= node_count(); n++) {
+        EXPECT_EQ(query_value(n, relation_count("t1")), "1") << "node" << n;
+        EXPECT_EQ(query_value(n, relation_count("t2")), "1") << "node" << n;
+    }
+    EXPECT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 10s));
+    // Exactly one of the two requests gave way to the other.
+    int gave_way = 0;
+    for (int n = 1; n <= 2; n++)
+        gave_way += server_log(n).find("request for the global lock gave way") != std::string::npos;
+    EXPECT_EQ(gave_way, 1);
+    for (int n = 1; n <= node_count(); n++) disarm_workers(n);
+}
+
+TEST_F(DdlLockTest, ANodeThatDoesNotAnswerIsNamed) {
+    stop(3);
+    exec(1, "SET pgmesh.ddl_lock_timeout = '2s'");
+    pq::Error e = expect_error(1,
+                               "BEGIN; SET LOCAL pgmesh.permit_ddl_locking = on; "
+                               "CREATE TABLE x (id int PRIMARY KEY); COMMIT",
+                               "55P03", "could not acquire the global DDL lock");
+    exec(1, "ROLLBACK");
+    EXPECT_NE(e.detail().find("\"node3\""), std::string::npos) << e.detail();
+    EXPECT_EQ(e.detail().find("\"node2\""), std::string::npos) << e.detail();
+    EXPECT_TRUE(wait_until(
+        [&] { return query_value(1, "SELECT count(*) FROM pgmesh.global_lock") == "0"; }, 10s));
+    start(3);
+    exec(1, "RESET pgmesh.ddl_lock_timeout");
+    exec(1,
+         "BEGIN; SET LOCAL pgmesh.permit_ddl_locking = on; "
+         "CREATE TABLE x (id int PRIMARY KEY); COMMIT");
+    wait_for_sync(1);
+    EXPECT_EQ(query_value(3, relation_count("x")), "1");
+}
+
+TEST_F(DdlLockTest, TheLockFreesWhenItsHolderDies) {
+    // Terminated: the abort releases it.
+    {
+        pq::Connection holder = hold(1, "CREATE TABLE a (id int PRIMARY KEY)");
+        ASSERT_TRUE(wait_until([&] { return lock_rows(2) == "node1|ddl|granted|"; }, 10s));
+        exec(1, "SELECT pg_terminate_backend(" + std::to_string(holder.backend_pid()) + ")");
+        ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 20s)) << lock_rows(2);
+    }
+    pq::Connection c2 = connect(2);
+    ddl(c2, "CREATE TABLE after_terminate (id int PRIMARY KEY)");
+
+    // SIGKILL: the server restarts every session, and says so to its peers.
+    {
+        pq::Connection holder = hold(1, "CREATE TABLE b (id int PRIMARY KEY)");
+        ASSERT_TRUE(wait_until([&] { return lock_rows(3) == "node1|ddl|granted|"; }, 10s));
+        kill_child9(1, holder.backend_pid());
+    }
+    ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 60s)) << lock_rows(3);
+    pq::Connection c3 = connect(3);
+    ddl(c3, "CREATE TABLE after_sigkill (id int PRIMARY KEY)");
+
+    // The whole server killed: it frees once the node is back.
+    {
+        pq::Connection holder = hold(2, "CREATE TABLE c (id int PRIMARY KEY)");
+        ASSERT_TRUE(wait_until([&] { return lock_rows(1) == "node2|ddl|granted|"; }, 10s));
+        kill9(2);
+    }
+    start(2);
+    ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 60s)) << lock_rows(1);
+    pq::Connection c1 = connect(1);
+    ddl(c1, "CREATE TABLE after_crash (id int PRIMARY KEY)");
+    wait_for_sync_all();
+    for (int n = 1; n <= node_count(); n++) {
+        for (const char *t : {"after_terminate", "after_sigkill", "after_crash"})
+            EXPECT_EQ(query_value(n, relation_count(t)), "1") << "node" << n << " " << t;
+        for (const char *t : {"a", "b", "c"})
+            EXPECT_EQ(query_value(n, relation_count(t)), "0") << "node" << n << " " << t;
+    }
+}
+
+// pgbench-style writers on nodes 2 and 3 run through ALTER TABLE ADD COLUMN
+// and DROP COLUMN on node 1 (write lock): nothing is lost, nothing stops.
+// Like pgbench --max-tries, a writer retries a transaction PostgreSQL
+// cancelled as a deadlock victim (40P01): a writer that waits at the write
+// block while holding the table's lock, which the DDL needs, is one.
+TEST_F(DdlLockTest, WritersElsewhereRunThroughWriteLockAlters) {
+    pq::Connection c1 = connect(1);
+    ddl(c1, "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, v text)");
+    c1.exec("INSERT INTO accounts SELECT g, 0, 'x' FROM generate_series(1, 1000) g");
+    wait_for_sync_all();
+    std::atomic<bool> stop_writers{false};
+    std::string errors[2];
+    long commits[2] = {0, 0};
+    long retries[2] = {0, 0};
+    std::thread writers[2];
+    for (int i = 0; i < 2; i++) {
+        writers[i] = std::thread([&, i] {
+            try {
+                pq::Connection c = connect(i + 2);
+                long n = 0;
+                while (!stop_writers.load()) {
+                    long id = (i + 2) * 1000000 + n;
+                    try {
+                        c.exec("BEGIN");
+                        // Each node its own rows: concurrent increments of
+                        // one row on two nodes would be a conflict (one wins).
+                        c.exec("UPDATE accounts SET balance = balance + 1 WHERE id = " +
+                               std::to_string(i * 500 + n % 500 + 1));
+                        c.exec("INSERT INTO accounts (id, balance) VALUES (" + std::to_string(id) +
+                               ", 1)");
+                        c.exec("COMMIT");
+                        n++;
+                    } catch (const pq::Error &e) {
+                        if (e.sqlstate() != "40P01") throw;
+                        c.exec("ROLLBACK");
+                        retries[i]++;
+                    }
+                }
+                commits[i] = n;
+            } catch (const std::exception &ex) {
+                errors[i] = ex.what();
+            }
+        });
+    }
+    std::string ddl_error;
+    try {
+        for (const char *alter :
+             {"ALTER TABLE accounts ADD COLUMN note text", "ALTER TABLE accounts DROP COLUMN v",
+              "ALTER TABLE accounts ADD COLUMN added int NOT NULL DEFAULT 7"}) {
+            std::this_thread::sleep_for(1s);
+            ddl(c1, alter);
+        }
+        std::this_thread::sleep_for(1s);
+    } catch (const std::exception &ex) {
+        ddl_error = ex.what();
+    }
+    stop_writers = true;
+    for (auto &w : writers) w.join();
+    ASSERT_EQ(ddl_error, "");
+    EXPECT_EQ(errors[0], "");
+    EXPECT_EQ(errors[1], "");
+    EXPECT_GT(commits[0], 0);
+    EXPECT_GT(commits[1], 0);
+    std::cout << "writers committed " << commits[0] << " and " << commits[1] << ", retried "
+              << retries[0] << " and " << retries[1] << " deadlock victims\n";
+    wait_for_sync_all();
+    std::string rows = std::to_string(1000 + commits[0] + commits[1]);
+    std::string total = std::to_string(2 * (commits[0] + commits[1]));
+    for (int n = 1; n <= node_count(); n++) {
+        EXPECT_EQ(query_value(n, "SELECT count(*) FROM accounts"), rows) << "node" << n;
+        EXPECT_EQ(query_value(n, "SELECT sum(balance) FROM accounts"), total) << "node" << n;
+        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.status WHERE last_error IS NOT NULL"),
+                  "0")
+            << "node" << n;
+        EXPECT_EQ(query_value(n,
+                              "SELECT count(*) FROM pgmesh.conflict_history WHERE resolution = "
+                              "'error'"),
+                  "0")
+            << "node" << n;
+        EXPECT_EQ(query_value(n,
+                              "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute "
+                              "WHERE attrelid = 'accounts'::regclass AND attnum > 0 AND NOT "
+                              "attisdropped"),
+                  "id,balance,note,added");
+    }
+    EXPECT_TRUE(verify_all());
+}
+
+}  // namespace
+}  // namespace pgmesh::test
