@@ -12,6 +12,11 @@
 # SERVER_DIRS, MESH_DIR, BG_PIDS, USED_PORTS, SYSTEMS and PLDB; it starts
 # nothing and sets no traps (bench_traps does).
 
+# Every benchmark builds each server's schema itself (pgbench -i, probe
+# tables), on pgmesh nodes too: DDL stays on the node it runs on, as on the
+# other systems. Servers without pgmesh take the setting as a placeholder.
+export PGOPTIONS="${PGOPTIONS:-} -c pgmesh.replicate_ddl=off"
+
 # ---------------------------------------------------------------------------
 # Logging, errors, cleanup
 
