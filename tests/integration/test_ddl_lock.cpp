@@ -152,11 +152,26 @@ TEST_F(DdlLockTest, TwoNodesAskingAtOnceEndWithOneWinnerAndNoDeadlock) {
 
 TEST_F(DdlLockTest, ANodeThatDoesNotAnswerIsNamed) {
     stop(3);
+    // While it waits, pgmesh.global_lock on node1 shows who has not answered.
+    std::string while_waiting;
+    std::thread watcher([&] {
+        pq::Connection c = connect(1);
+        for (int i = 0; i < 40 && while_waiting.empty(); i++) {
+            pq::Rows rows = c.exec(
+                                 "SELECT state || ' ' || not_answered::text FROM "
+                                 "pgmesh.global_lock")
+                                .rows();
+            if (!rows.empty() && rows[0][0]) while_waiting = *rows[0][0];
+            std::this_thread::sleep_for(50ms);
+        }
+    });
     exec(1, "SET pgmesh.ddl_lock_timeout = '2s'");
     pq::Error e = expect_error(1,
                                "BEGIN; SET LOCAL pgmesh.permit_ddl_locking = on; "
                                "CREATE TABLE x (id int PRIMARY KEY); COMMIT",
                                "55P03", "could not acquire the global DDL lock");
+    watcher.join();
+    EXPECT_EQ(while_waiting, "requesting {node3}");
     exec(1, "ROLLBACK");
     EXPECT_NE(e.detail().find("\"node3\""), std::string::npos) << e.detail();
     EXPECT_EQ(e.detail().find("\"node2\""), std::string::npos) << e.detail();
