@@ -41,6 +41,12 @@ Lock lock_of(const mesh::LockMessage &m) {
     return Lock{m.holder, m.lock_id, m.seq, m.strength, m.priority, m.holder_pid};
 }
 
+void Machine::clear_answers() {
+    s_.granted.clear();
+    s_.seen_grants.clear();
+    s_.acquired = false;
+}
+
 bool Machine::same(uint64_t holder, uint64_t lock_id) const {
     return s_.phase != Phase::kFree && s_.current.holder == holder && s_.current.lock_id == lock_id;
 }
@@ -54,9 +60,7 @@ bool Machine::request(const Lock &lock, int64_t now, Actions &out) {
     s_.phase = Phase::kRequesting;
     s_.current = lock;
     s_.since = now;
-    s_.granted.clear();
-    s_.seen_grants.clear();
-    s_.acquired = false;
+    clear_answers();
     out.push_back({Action::kSendRequest, s_.current});
     return true;
 }
@@ -92,9 +96,7 @@ void Machine::end_current(int64_t now, Actions &out) {
         out.push_back({Action::kUnblock, s_.current});
     s_.phase = Phase::kFree;
     s_.current = Lock{};
-    s_.granted.clear();
-    s_.seen_grants.clear();
-    s_.acquired = false;
+    clear_answers();
     if (s_.queued == 0) return;
     int best = 0;
     for (int i = 1; i < s_.queued; ++i)
@@ -108,9 +110,7 @@ void Machine::grant(const Lock &lock, int64_t now, Actions &out) {
     s_.phase = Phase::kGranted;
     s_.current = lock;
     s_.since = now;
-    s_.granted.clear();
-    s_.seen_grants.clear();
-    s_.acquired = false;
+    clear_answers();
     take_early_grants();
     out.push_back({Action::kGrant, lock});
 }

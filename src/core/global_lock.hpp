@@ -126,6 +126,8 @@ private:
     void enqueue(const Lock &lock);
     void dequeue(uint64_t holder, uint64_t lock_id);  // lock_id 0: every lock of holder
     bool same(uint64_t holder, uint64_t lock_id) const;
+    // Forgets the grants, seen grants and ACQUIRED of the previous round.
+    void clear_answers();
     void on_reset(uint64_t node, int64_t now, Actions &out);
     // Drops what `node` asked for or granted early, and the lock it holds
     // here (true then).
