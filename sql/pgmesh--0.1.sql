@@ -28,6 +28,15 @@ CREATE TABLE pgmesh.local_node (
 -- DSNs can hold passwords: only superusers read the catalogs directly.
 REVOKE ALL ON pgmesh.node, pgmesh.local_node FROM PUBLIC;
 
+-- Wakes this node's manager when a change to pgmesh.node commits, made here or
+-- applied from a peer, so that streams to a node that joined (or from one
+-- that left) start at once instead of at the manager's next round.
+CREATE FUNCTION pgmesh.node_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_node_changed';
+CREATE TRIGGER node_changed AFTER INSERT OR UPDATE OR DELETE ON pgmesh.node
+    FOR EACH ROW EXECUTE FUNCTION pgmesh.node_changed();
+ALTER TABLE pgmesh.node ENABLE ALWAYS TRIGGER node_changed;
+
 CREATE FUNCTION pgmesh.mask_dsn(dsn text) RETURNS text
     LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'pgmesh_mask_dsn';
 

@@ -124,4 +124,14 @@ void start_manager_at_commit() {
     xact_end::at_end(request_manager);
 }
 
+namespace {
+void wake_database_if_committed(bool committed) {
+    if (committed) shmem::wake_database(MyDatabaseId);
+}
+}  // namespace
+
+void wake_manager_at_commit() {
+    xact_end::at_end(wake_database_if_committed);
+}
+
 }  // namespace pgmesh::node_admin

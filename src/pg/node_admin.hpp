@@ -24,6 +24,9 @@ extern bool loaded_at_startup;
 
 // Starts this database's manager when the current transaction commits.
 void start_manager_at_commit();
+// Wakes this database's manager (and workers) when the current transaction
+// commits: pgmesh.node changed, so streams may have to start or stop.
+void wake_manager_at_commit();
 
 // Checks shared by create_group and join_group; each throws pg::Error naming
 // the fix.

@@ -40,6 +40,18 @@ PG_FUNCTION_INFO_V1(pgmesh_mask_dsn);
 PG_FUNCTION_INFO_V1(pgmesh_set_conflict_resolver);
 PG_FUNCTION_INFO_V1(pgmesh_skip_transaction);
 PG_FUNCTION_INFO_V1(pgmesh_global_lock_info);
+PG_FUNCTION_INFO_V1(pgmesh_node_changed);
+
+// Row trigger on pgmesh.node (ENABLE ALWAYS, so apply fires it too).
+Datum pgmesh_node_changed(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        if (!CALLED_AS_TRIGGER(fcinfo))
+            throw pgmesh::pg::Error(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                                    "pgmesh.node_changed() must be called as a trigger");
+        pgmesh::node_admin::wake_manager_at_commit();
+        return PointerGetDatum(nullptr);
+    });
+}
 
 Datum pgmesh_set_conflict_resolver(PG_FUNCTION_ARGS) {
     return pgmesh::pg::entry([&] {
