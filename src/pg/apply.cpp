@@ -103,6 +103,8 @@ void Applier::apply_ddl(const proto::Message &m) {
         return;
     }
     position_.change = "DDL";
+    replayed_ddl_ = true;
+    ddl_lock::before_replay();
     pg::call([&] {
         Oid role = get_role_oid(ddl.role.c_str(), false);
         user_context::Saved saved =
@@ -156,6 +158,7 @@ void Applier::begin(const proto::Begin &b) {
     position_.change = nullptr;
     conflicts_.discard_pending();
     resolvers_changed_ = false;
+    replayed_ddl_ = false;
     skipping_ = skip_lsn_ != 0 && b.final_lsn == skip_lsn_;
     resolvers_version_ = pg::call([&] {
         SetCurrentStatementStartTimestamp();

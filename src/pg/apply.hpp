@@ -44,6 +44,9 @@ public:
     // applied (pgmesh.skip_transaction), once.
     void skip_transaction_at(uint64_t commit_lsn) { skip_lsn_ = commit_lsn; }
     bool skipping() const { return skipping_; }
+    // Whether the last (or current) transaction ran replicated DDL. Its
+    // holder may wait for our feedback to release the global lock.
+    bool replayed_ddl() const { return replayed_ddl_; }
 
     // The error context line of where apply is ("processing remote
     // transaction ... from node ... with commit LSN ..., INSERT on table
@@ -89,6 +92,7 @@ private:
     bool resolvers_changed_ = false;
     uint64_t skip_lsn_ = 0;
     bool skipping_ = false;
+    bool replayed_ddl_ = false;
     MemoryContext message_context_;  // reset after every message
     std::optional<mesh::Mac> mac_;
 };

@@ -184,6 +184,7 @@ private:
         std::string peer_dsn = peer->dsn;
         std::string peer_name = peer->name;
         peer_name_ = peer_name;
+        fault::set_worker_peer(peer_name.c_str());
         std::string slot_name = node::slot_name(peer_id_, local_id);
         RepOriginId origin = origins::find_or_create(node::origin_name(peer_id_));
         pg::call([] { CommitTransactionCommand(); });
@@ -343,6 +344,10 @@ private:
                                          peer_name_.c_str(), LSN_FORMAT_ARGS(commit->commit_lsn))));
                 });
             XLogRecPtr local_end = pg::call([] { return XactLastCommitEnd; });
+            // Apply commits asynchronously; after DDL, whose holder waits for
+            // our feedback before it releases a write lock, flush now rather
+            // than within wal_writer_delay.
+            if (applier.replayed_ddl()) pg::call([&] { XLogFlush(local_end); });
             pending_.push_back(AppliedCommit{commit->end_lsn, local_end});
             update_slot([&](shmem::WorkerSlot &s) {
                 if (skipped) s.skip_lsn = 0;

@@ -1,6 +1,9 @@
 #include "ddl_lock.hpp"
 
 #include <algorithm>
+#include <climits>
+#include <string>
+#include <utility>
 
 #include "group_key.hpp"
 #include "guard.hpp"
@@ -239,6 +242,95 @@ void release_gates() {
     gates = HeldGates{};
 }
 
+// Whether the holder's DDL is being replayed here and needs the table whose
+// write gate is `relid` (InvalidOid: the gate of every table). Plain C.
+bool replay_under_way(Oid relid) {
+    bool under_way = false;
+    LWLockAcquire(shmem::state().lock, LW_SHARED);
+    if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false)) {
+        const Slot &s = d->lock;
+        under_way = s.replaying_ddl && (relid == InvalidOid || s.block_all ||
+                                        std::find(s.block_relids, s.block_relids + s.block_count,
+                                                  relid) != s.block_relids + s.block_count);
+    }
+    LWLockRelease(shmem::state().lock);
+    return under_way;
+}
+
+// A writer at a closed gate while the DDL replays: it holds a lock on the
+// table that the replay must take, so waiting would deadlock. Plain C.
+[[noreturn]] void raise_in_the_way(const NameData &table) {
+    ereport(ERROR,
+            (errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+             NameStr(table)[0] ? errmsg("canceling the write to table \"%s\": a replicated "
+                                        "schema change needs the table",
+                                        NameStr(table))
+                               : errmsg("canceling the write: a replicated schema change needs "
+                                        "the tables it writes to"),
+             errdetail("Another node holds the global write lock, and this transaction holds a "
+                       "lock that the schema change, applied here now, must take."),
+             errhint("Retry the transaction.")));
+    pg_unreachable();
+}
+
+// Takes the write gate of `gate` in the writers' shared mode. Plain C.
+void pass_gate(Oid gate) {
+    LOCKTAG tag;
+    set_gate_tag(tag, gate);
+    if (LockAcquire(&tag, RowExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL) return;
+    // Closed. The name is read now: no catalog access once the wait failed.
+    NameData table{};
+    if (const char *name = OidIsValid(gate) ? get_rel_name(gate) : nullptr)
+        namestrcpy(&table, name);
+    if (replay_under_way(gate)) raise_in_the_way(table);
+    // Wait; before_replay() cancels the wait if the DDL comes meanwhile.
+    MemoryContext context = CurrentMemoryContext;
+    PG_TRY();
+    { (void)LockAcquire(&tag, RowExclusiveLock, false, false); }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(context);
+        ErrorData *error = CopyErrorData();
+        if (error->sqlerrcode != ERRCODE_QUERY_CANCELED || !replay_under_way(gate)) {
+            FreeErrorData(error);
+            PG_RE_THROW();
+        }
+        FlushErrorState();
+        raise_in_the_way(table);
+    }
+    PG_END_TRY();
+}
+
+// At the end of the transaction that replayed the holder's DDL: a gate is
+// only closed now, no longer in the DDL's way. Plain C.
+void end_replay(bool) {
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false))
+        d->lock.replaying_ddl = false;
+    LWLockRelease(shmem::state().lock);
+}
+
+// Cancels the backends of this database that wait at the write gate of one
+// of `gates_held`.
+void cancel_gate_waiters(const std::vector<Oid> &gates_held) {
+    LockData *locks = pg::call([] { return GetLockStatusData(); });
+    std::vector<int> pids;
+    for (int i = 0; i < locks->nelements; i++) {
+        const LockInstanceData &l = locks->locks[i];
+        if (l.waitLockMode == NoLock || l.pid == MyProcPid ||
+            l.locktag.locktag_type != LOCKTAG_ADVISORY ||
+            l.locktag.locktag_field1 != MyDatabaseId || l.locktag.locktag_field4 != kGateField)
+            continue;
+        Oid relid = l.locktag.locktag_field2;
+        if (std::find(gates_held.begin(), gates_held.end(), relid) != gates_held.end())
+            pids.push_back(l.pid);
+    }
+    pg::call([&] {
+        for (int pid : pids)
+            if (BackendPidGetProc(pid)) kill(pid, SIGINT);
+    });
+}
+
 // Manager: sends the GRANT of `lock` once the write blocks are in place (the
 // holder's apply worker takes them, apply_worker_tick()). False when they
 // are not yet: the caller tries again next round.
@@ -406,16 +498,44 @@ bool held() {
 void block_writes_to(Oid relid) {
     if (replorigin_session_origin != InvalidRepOriginId) return;
     if (get_rel_persistence(relid) != RELPERSISTENCE_PERMANENT) return;
-    auto take = [](Oid gate) {
-        LOCKTAG tag;
-        set_gate_tag(tag, gate);
-        (void)LockAcquire(&tag, RowExclusiveLock, false, false);
-    };
-    take(InvalidOid);
-    take(relid);
+    pass_gate(InvalidOid);
+    pass_gate(relid);
     if (get_rel_relispartition(relid)) {
         ListCell *lc;
-        foreach (lc, get_partition_ancestors(relid)) take(lfirst_oid(lc));
+        foreach (lc, get_partition_ancestors(relid)) pass_gate(lfirst_oid(lc));
+    }
+}
+
+void before_replay() {
+    if (gates.lock_id == 0 || gates.relids.empty()) return;
+    // From now until this transaction ends, writers that reach a closed gate
+    // fail at once (pass_gate()); the ones already waiting are canceled.
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    bool first = !std::exchange(slot().replaying_ddl, true);
+    LWLockRelease(shmem::state().lock);
+    if (!first) return;  // an earlier statement of this transaction did it all
+    xact_end::at_end(end_replay);
+    // A writer that took its table lock just before this worker queued for
+    // the table reaches its gate after the cancel below, and closes a cycle
+    // with this worker: its own deadlock check must find it first, so that
+    // it, not this worker, is the victim.
+    pg::call([] {
+        std::string longer = std::to_string(std::min<int64_t>(10LL * DeadlockTimeout, INT_MAX));
+        set_config_option("deadlock_timeout", longer.c_str(), PGC_SUSET, PGC_S_SESSION,
+                          GUC_ACTION_LOCAL, true, 0, false);
+    });
+    cancel_gate_waiters(gates.relids);
+    for (Oid blocked : gates.relids) {
+        if (!OidIsValid(blocked)) continue;
+        // Queued here, the worker holds up new writers at the table lock,
+        // before they reach a gate. The DDL recurses into partitions and
+        // children, which writers hold too (they pass every ancestor's gate).
+        List *tables = pg::call([&] { return find_all_inheritors(blocked, NoLock, nullptr); });
+        ListCell *lc;
+        foreach (lc, tables) {
+            Oid relid = lfirst_oid(lc);
+            pg::call([&] { LockRelationOid(relid, AccessExclusiveLock); });
+        }
     }
 }
 

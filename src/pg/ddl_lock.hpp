@@ -10,8 +10,8 @@
 //  - the apply worker from a write-lock holder holds the write blocks here:
 //    session-level locks on a per-table "write gate" that every local writer
 //    takes in a shared mode (block_writes_to()). Being the process that then
-//    applies the holder's DDL, a writer that waits at a gate while holding a
-//    table lock that DDL needs is a deadlock PostgreSQL sees and resolves;
+//    applies the holder's DDL, it cancels the writers waiting at its gates
+//    that would otherwise deadlock with that DDL (before_replay());
 //  - pgmesh.global_lock shows it.
 #pragma once
 
@@ -57,6 +57,9 @@ struct Slot {
     // The write blocks the holder's apply worker has taken, for this round.
     uint64_t gates_lock_id;
     uint32_t gates_seq;
+    // Set by that worker while it replays the holder's DDL, until that
+    // transaction ends: writers at its gates would be in the DDL's way.
+    bool replaying_ddl;
     // kReleasing: RELEASE goes out once every peer applied this LSN.
     uint64_t release_after_lsn;
     bool reset_sent;  // RESET goes out once per server start
@@ -83,8 +86,20 @@ bool held();
 // blocks writes to it (or to every table) here, by taking the write gates of
 // the table, of the partitioned tables above it and of "every table" in a
 // shared mode until the transaction ends. Plain C (inside pg::call); does
-// nothing for apply workers and for tables that do not replicate.
+// nothing for apply workers and for tables that do not replicate. A writer
+// canceled at a gate by before_replay() fails with 40P01 saying why.
 void block_writes_to(Oid relid);
+
+// Apply worker, before it runs replicated DDL from the peer it streams from:
+// if it holds that peer's write blocks, cancels the local writers that wait
+// at the gates, and takes ACCESS EXCLUSIVE on the blocked tables (and their
+// partitions) for the rest of the transaction. Such a writer holds a lock on
+// the table that the DDL needs while it waits for a gate this worker holds:
+// left alone, the two would wait for each other until the deadlock detector
+// canceled one of them, after deadlock_timeout, possibly this worker. The
+// writers get 40P01 and a hint to retry at once instead, and so do writers
+// that reach a gate until the transaction ends. Needs an open transaction.
+void before_replay();
 
 // Apply worker: a lock message from `peer`'s stream.
 void on_message(uint64_t self, uint64_t peer, const mesh::Mac &mac, const proto::Message &m);

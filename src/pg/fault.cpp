@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "postgres_headers.hpp"
 
@@ -64,11 +65,22 @@ void for_each_entry(std::string_view list, F &&f) {
     }
 }
 
+// An entry's point name, and the peer it is limited to (empty: none).
+std::pair<std::string_view, std::string_view> split_peer(std::string_view entry) {
+    size_t at = entry.find('@');
+    if (at == std::string_view::npos) return {entry, {}};
+    return {trim(entry.substr(0, at)), trim(entry.substr(at + 1))};
+}
+
+// The peer this process's apply worker streams from; empty elsewhere.
+char worker_peer[NAMEDATALEN];
+
 std::optional<Action> armed_action(const char *name) {
     if (!points || !*points) return std::nullopt;
     std::optional<Action> found;
     for_each_entry(points, [&](std::string_view entry, std::string_view action) {
-        if (entry != name) return true;
+        auto [point_name, peer] = split_peer(entry);
+        if (point_name != name || (!peer.empty() && peer != worker_peer)) return true;
         found = parse_action(action);
         return false;
     });
@@ -80,7 +92,14 @@ std::optional<Action> armed_action(const char *name) {
 bool check_points(char **newval, void **, GucSource) {
     if (!*newval) return true;
     bool ok = true;
-    for_each_entry(*newval, [&](std::string_view name, std::string_view action) {
+    for_each_entry(*newval, [&](std::string_view entry, std::string_view action) {
+        auto [name, peer] = split_peer(entry);
+        if (entry.find('@') != std::string_view::npos && peer.empty()) {
+            GUC_check_errdetail("Fault point \"%.*s\": no node name after \"@\".",
+                                static_cast<int>(name.size()), name.data());
+            ok = false;
+            return ok;
+        }
         bool known = false;
         for (std::string_view p : kPoints) known |= p == name;
         if (!known) {
@@ -98,6 +117,10 @@ bool check_points(char **newval, void **, GucSource) {
         return ok;
     });
     return ok;
+}
+
+void set_worker_peer(const char *peer_name) {
+    strlcpy(worker_peer, peer_name, sizeof worker_peer);
 }
 
 bool armed(const char *name) {

@@ -4,7 +4,8 @@
 //
 // pgmesh.fault_points (superuser only) lists the armed points, comma
 // separated, each as name or name=action; an empty list (the default) arms
-// none. Actions:
+// none. A name may end in @<node name>: then only the apply worker that
+// streams from that node fires it (apply_lock_message@node3). Actions:
 //
 //   hold       (the default) wait while another session of this database
 //              holds pg_advisory_lock(hashtext('pgmesh fault <name>')): the
@@ -40,6 +41,9 @@ extern char *points;
 // GUC check hook of pgmesh.fault_points: every entry names a known point
 // or switch with a valid action.
 bool check_points(char **newval, void **extra, GucSource source);
+
+// Apply worker: the peer it streams from, for points armed as name@peer.
+void set_worker_peer(const char *peer_name);
 
 // Whether the point or switch is armed in this session (any action).
 bool armed(const char *name);

@@ -27,7 +27,10 @@ TEST_F(FaultPointTest, TheSettingRefusesUnknownPointsAndActions) {
                                  "22023", "invalid value for parameter");
     EXPECT_NE(bad.detail().find("hold, error or sleep"), std::string::npos) << bad.detail();
     expect_error(1, "SET pgmesh.fault_points = 'apply_feedback=sleep:-1'", "22023");
+    expect_error(1, "SET pgmesh.fault_points = 'apply_lock_message@'", "22023");
+    expect_error(1, "SET pgmesh.fault_points = 'no_such_point@node2'", "22023");
     exec(1, "SET pgmesh.fault_points = ' apply_before_commit = sleep:10 , join_copy_data'");
+    exec(1, "SET pgmesh.fault_points = 'apply_lock_message@node2=hold'");
     exec(1, "RESET pgmesh.fault_points");
     // Superusers only: it changes what pgmesh does.
     exec(1, "CREATE ROLE mallory LOGIN");
