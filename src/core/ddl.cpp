@@ -379,7 +379,7 @@ Decision classify(const Command &command) {
     // Replicated: does it change what rows look like or which rows exist?
     if ((command.changes_table_shape && (entry->flags & kShape)) ||
         (command.cascade && (entry->flags & kDrop)) ||
-        (command.unique_index && (entry->flags & kUniqueIndex)))
+        (command.unique_index && (entry->flags & kUniqueIndex)) || command.checks_existing_rows)
         return Decision{Action::kReplicateWriteLock, {}, {}};
     return Decision{entry->action, {}, {}};
 }

@@ -69,6 +69,12 @@ struct Command {
     // DROP ... CASCADE (and DROP OWNED): may drop columns or tables that were
     // not named.
     bool cascade = false;
+    // The statement checks rows that are already there, and fails if one
+    // does not fit: CREATE TABLE ... PARTITION OF a table with a default
+    // partition (whose rows must not belong to the new one), ALTER DOMAIN
+    // ADD CONSTRAINT (unless NOT VALID), VALIDATE CONSTRAINT and SET NOT
+    // NULL. Every node must check the same rows.
+    bool checks_existing_rows = false;
     // The statement is about pgmesh itself: the pgmesh extension, or objects
     // in schema pgmesh.
     bool targets_pgmesh = false;

@@ -344,6 +344,17 @@ bool has_exclusion(const CreateStmt *stmt) {
 void create_table(Description *d, const CreateStmt *stmt) {
     note_new_relation(d, stmt->relation);
     d->command.exclusion_constraint = has_exclusion(stmt);
+    // A new partition of a table with a default partition: the default
+    // partition's rows are checked against the new bounds. Writes through
+    // the parent may go to it, so the whole tree is blocked.
+    if (stmt->partbound && !stmt->partbound->is_default && list_length(stmt->inhRelations) == 1) {
+        Oid parent = existing(linitial_node(RangeVar, stmt->inhRelations));
+        if (OidIsValid(parent) && get_rel_relkind(parent) == RELKIND_PARTITIONED_TABLE &&
+            OidIsValid(get_default_partition_oid(parent))) {
+            d->command.checks_existing_rows = true;
+            add_table_tree(d, parent);
+        }
+    }
 }
 
 // CREATE TABLE AS and SELECT INTO are refused unless temporary; a
@@ -775,7 +786,22 @@ void describe_node(Description *d, Node *parse) {
     }
     // A domain's constraints and NOT NULL are checked against every column
     // of the type, in any table.
-    if (IsA(parse, AlterDomainStmt)) d->all_tables = true;
+    if (IsA(parse, AlterDomainStmt)) {
+        d->all_tables = true;
+        const auto *alter = castNode(AlterDomainStmt, parse);
+        switch (alter->subtype) {
+            case 'C':  // ADD CONSTRAINT, checked unless NOT VALID
+                c.checks_existing_rows = !(alter->def && IsA(alter->def, Constraint) &&
+                                           castNode(Constraint, alter->def)->skip_validation);
+                break;
+            case 'O':  // SET NOT NULL
+            case 'V':  // VALIDATE CONSTRAINT
+                c.checks_existing_rows = true;
+                break;
+            default:
+                break;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

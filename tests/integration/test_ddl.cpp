@@ -137,6 +137,49 @@ TEST_F(DdlTest, MigrationMixingDdlAndDmlInOneTransaction) {
     EXPECT_TRUE(verify_all());
 }
 
+// Statements that check the rows already there must check the same rows on
+// every node: they take the write lock. Without a check, the DDL lock.
+TEST_F(DdlTest, StatementsThatCheckExistingRowsTakeTheWriteLock) {
+    migrate(1, R"(
+        CREATE DOMAIN small_int AS int;
+        CREATE TABLE uses_domain (id int PRIMARY KEY, v small_int);
+        CREATE TABLE parts (id int, k int, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+        CREATE TABLE parts_other PARTITION OF parts DEFAULT;
+        CREATE TABLE plain_parts (id int, k int, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+    )");
+    exec(1, "INSERT INTO uses_domain VALUES (1, 5)");
+    exec(1, "INSERT INTO parts VALUES (1, 2)");
+    // The strength this node holds the lock at, inside the statement's
+    // transaction.
+    auto strength_of = [&](std::string_view sql) {
+        exec(1, "BEGIN");
+        exec(1, "SET LOCAL pgmesh.permit_ddl_locking = on");
+        exec(1, sql);
+        std::string strength = query_value(1, "SELECT strength FROM pgmesh.global_lock");
+        exec(1, "COMMIT");
+        return strength;
+    };
+    EXPECT_EQ(strength_of("CREATE TABLE parts_1 PARTITION OF parts FOR VALUES IN (1)"), "write");
+    EXPECT_EQ(strength_of("CREATE TABLE plain_parts_1 PARTITION OF plain_parts FOR VALUES IN (1)"),
+              "ddl");
+    EXPECT_EQ(strength_of("ALTER DOMAIN small_int ADD CONSTRAINT positive CHECK (VALUE > 0)"),
+              "write");
+    EXPECT_EQ(strength_of("ALTER DOMAIN small_int ADD CONSTRAINT below_100 CHECK (VALUE < 100) "
+                          "NOT VALID"),
+              "ddl");
+    EXPECT_EQ(strength_of("ALTER DOMAIN small_int VALIDATE CONSTRAINT below_100"), "write");
+    EXPECT_EQ(strength_of("ALTER DOMAIN small_int SET NOT NULL"), "write");
+    wait_for_sync(1);
+    expect_everywhere(relation_count("parts_1"), {{"1"}});
+    expect_everywhere(relation_count("plain_parts_1"), {{"1"}});
+    expect_everywhere(
+        "SELECT conname::text FROM pg_constraint WHERE contypid = 'small_int'::regtype "
+        "ORDER BY conname",
+        {{"below_100"}, {"positive"}});
+    expect_everywhere("SELECT tableoid::regclass::text, id FROM parts", {{"parts_other", "1"}});
+    expect_no_apply_errors();
+}
+
 TEST_F(DdlTest, UnsafeStatementsAreRefusedBeforeAnythingChanges) {
     migrate(1, "CREATE TABLE r (id int PRIMARY KEY, v text, t text)");
     exec(1, "INSERT INTO r VALUES (1, 'a', '1')");

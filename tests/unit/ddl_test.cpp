@@ -520,6 +520,20 @@ TEST(DdlClassify, UniqueIndexesTakeTheWriteLock) {
     EXPECT_EQ(action_of(alter), kDdl);
 }
 
+TEST(DdlClassify, StatementsThatCheckExistingRowsTakeTheWriteLock) {
+    for (std::string_view tag : {"CREATE TABLE", "ALTER DOMAIN"}) {
+        Command c = with_tag(tag);
+        EXPECT_EQ(action_of(c), kDdl) << tag;
+        c.checks_existing_rows = true;
+        EXPECT_EQ(action_of(c), kWrite) << tag;
+        c.persistence = Persistence::kTemporary;
+        EXPECT_EQ(action_of(c), kLocal) << tag;
+    }
+    Command vacuum = with_tag("VACUUM");
+    vacuum.checks_existing_rows = true;
+    EXPECT_EQ(action_of(vacuum), kLocal);
+}
+
 TEST(DdlClassify, MaterializedViewsTakeTheWriteLock) {
     EXPECT_EQ(action_of(with_tag("CREATE MATERIALIZED VIEW")), kWrite);
     EXPECT_EQ(action_of(with_tag("ALTER MATERIALIZED VIEW")), kDdl);
