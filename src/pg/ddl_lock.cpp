@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <climits>
 #include <string>
-#include <utility>
 
 #include "group_key.hpp"
 #include "guard.hpp"
@@ -511,9 +510,8 @@ void before_replay() {
     // From now until this transaction ends, writers that reach a closed gate
     // fail at once (pass_gate()); the ones already waiting are canceled.
     LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
-    bool first = !std::exchange(slot().replaying_ddl, true);
+    slot().replaying_ddl = true;
     LWLockRelease(shmem::state().lock);
-    if (!first) return;  // an earlier statement of this transaction did it all
     xact_end::at_end(end_replay);
     // A writer that took its table lock just before this worker queued for
     // the table reaches its gate after the cancel below, and closes a cycle
@@ -528,13 +526,15 @@ void before_replay() {
     for (Oid blocked : gates.relids) {
         if (!OidIsValid(blocked)) continue;
         // Queued here, the worker holds up new writers at the table lock,
-        // before they reach a gate. The DDL recurses into partitions and
-        // children, which writers hold too (they pass every ancestor's gate).
+        // before they reach a gate; SHARE is the weakest mode that does, and
+        // lets readers be until the DDL takes what it needs. The DDL
+        // recurses into partitions and children, which writers hold too
+        // (they pass every ancestor's gate).
         List *tables = pg::call([&] { return find_all_inheritors(blocked, NoLock, nullptr); });
         ListCell *lc;
         foreach (lc, tables) {
             Oid relid = lfirst_oid(lc);
-            pg::call([&] { LockRelationOid(relid, AccessExclusiveLock); });
+            pg::call([&] { LockRelationOid(relid, ShareLock); });
         }
     }
 }

@@ -92,13 +92,14 @@ void block_writes_to(Oid relid);
 
 // Apply worker, before it runs replicated DDL from the peer it streams from:
 // if it holds that peer's write blocks, cancels the local writers that wait
-// at the gates, and takes ACCESS EXCLUSIVE on the blocked tables (and their
-// partitions) for the rest of the transaction. Such a writer holds a lock on
-// the table that the DDL needs while it waits for a gate this worker holds:
-// left alone, the two would wait for each other until the deadlock detector
-// canceled one of them, after deadlock_timeout, possibly this worker. The
-// writers get 40P01 and a hint to retry at once instead, and so do writers
-// that reach a gate until the transaction ends. Needs an open transaction.
+// at the gates, and takes SHARE on the blocked tables (and their partitions)
+// for the rest of the transaction, which holds up new writers there. Such a
+// writer holds a lock on the table that the DDL needs while it waits for a
+// gate this worker holds: left alone, the two would wait for each other
+// until the deadlock detector canceled one of them, after deadlock_timeout,
+// possibly this worker. The writers get 40P01 and a hint to retry at once
+// instead, and so do writers that reach a gate until the transaction ends.
+// Needs an open transaction.
 void before_replay();
 
 // Apply worker: a lock message from `peer`'s stream.
