@@ -128,6 +128,10 @@ ChangeState begin_change(Oid relid) {
 
 void end_change(ChangeState &cs) {
     AfterTriggerEndQuery(cs.estate);
+    // AFTER triggers open the relations they fire on as trigger targets
+    // (ExecGetTriggerResultRel): closed here, as the executor's end does.
+    ExecCloseResultRelations(cs.estate);
+    ExecCloseRangeTableRelations(cs.estate);
     ExecCloseIndices(cs.result_rel);
     ExecResetTupleTable(cs.estate->es_tupleTable, false);
     FreeExecutorState(cs.estate);

@@ -513,12 +513,12 @@ void before_replay() {
     slot().replaying_ddl = true;
     LWLockRelease(shmem::state().lock);
     xact_end::at_end(end_replay);
-    // A writer that took its table lock just before this worker queued for
-    // the table reaches its gate after the cancel below, and closes a cycle
-    // with this worker: its own deadlock check must find it first, so that
-    // it, not this worker, is the victim.
-    pg::call([] {
-        std::string longer = std::to_string(std::min<int64_t>(10LL * DeadlockTimeout, INT_MAX));
+    // A writer that found its gate closed just before the mark above, and
+    // starts to wait just after the cancel below, closes a cycle with this
+    // worker: its own deadlock check must find it first, so that it, not
+    // this worker, is the victim.
+    const std::string longer = std::to_string(std::min<int64_t>(10LL * DeadlockTimeout, INT_MAX));
+    pg::call([&] {
         set_config_option("deadlock_timeout", longer.c_str(), PGC_SUSET, PGC_S_SESSION,
                           GUC_ACTION_LOCAL, true, 0, false);
     });
