@@ -76,6 +76,21 @@ CREATE INDEX ON pgmesh.conflict_history (recorded_at);
 CREATE INDEX ON pgmesh.conflict_history (remote_node_id, remote_commit_lsn)
     WHERE resolution = 'error';
 
+-- Tombstones (docs/conflicts.md): one row per deleted key of a replicated
+-- table, so that an older insert or update arriving later loses to the
+-- delete. Node-local. A tombstone's version is that of its own row: the
+-- commit time and origin of the transaction that last wrote it. key: the
+-- key columns' text, in the key index's order.
+CREATE TABLE pgmesh.tombstone (
+    relid oid NOT NULL,
+    key   text[] NOT NULL,
+    PRIMARY KEY (relid, key)
+);
+-- Every replicated table gets this trigger (pgmesh adds it when a node is
+-- created and when a table is created): it records local deletes.
+CREATE FUNCTION pgmesh.record_delete() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_record_delete';
+
 -- Per-table choice of resolver per conflict type. Replicated, so that every
 -- node resolves the same way (the defaults need no row here).
 CREATE TABLE pgmesh.conflict_resolver (
@@ -97,7 +112,7 @@ END $$;
 -- for superusers and, through pgmesh.conflicts, the table's owner. The error
 -- message is PostgreSQL's primary message plus where; key values, which
 -- PostgreSQL puts in the detail, are never stored.
-REVOKE ALL ON pgmesh.conflict_history, pgmesh.conflict_resolver FROM PUBLIC;
+REVOKE ALL ON pgmesh.conflict_history, pgmesh.conflict_resolver, pgmesh.tombstone FROM PUBLIC;
 GRANT SELECT (id, recorded_at, local_node_id, remote_node_id, table_schema, table_name, relid,
               conflict_type, resolution, local_commit_time, remote_commit_time,
               remote_commit_lsn, remote_xid, message, occurrences, last_occurred_at)

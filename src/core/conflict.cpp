@@ -16,7 +16,9 @@ constexpr std::array<std::string_view, kTypeCount> kTypeNames = {"insert_exists"
                                                                  "delete_origin_differs",
                                                                  "delete_missing",
                                                                  "multiple_unique_conflicts",
-                                                                 "apply_error"};
+                                                                 "apply_error",
+                                                                 "insert_deleted",
+                                                                 "update_deleted"};
 
 constexpr std::array<std::string_view, 6> kResolverNames = {
     "last_update_wins", "first_update_wins", "apply_remote", "keep_local", "error",
@@ -31,11 +33,50 @@ bool two_versions(Type type) {
            type == Type::kUpdateExists || type == Type::kDeleteOriginDiffers;
 }
 
+// Against a tombstone or nothing: versions compare, but there is no local
+// row to keep or to hand to a function.
+bool no_local_row(Type type) {
+    return row_missing(type) || type == Type::kInsertDeleted || type == Type::kUpdateDeleted;
+}
+
 }  // namespace
 
 bool newer(const Version &a, const Version &b) {
     if (a.commit_time != b.commit_time) return a.commit_time > b.commit_time;
     return a.node_id > b.node_id;
+}
+
+std::optional<Type> classify(Change change, const KeyState &local, uint64_t peer) {
+    using Kind = KeyState::Kind;
+    if (local.kind == Kind::kNothing) {
+        if (change == Change::kInsert) return std::nullopt;
+        return change == Change::kUpdate ? Type::kUpdateMissing : Type::kDeleteMissing;
+    }
+    if (local.version.node_id == 0 || local.version.node_id == peer) return std::nullopt;
+    if (local.kind == Kind::kRow) {
+        switch (change) {
+            case Change::kInsert:
+                return Type::kInsertExists;
+            case Change::kUpdate:
+                return Type::kUpdateOriginDiffers;
+            case Change::kDelete:
+                return Type::kDeleteOriginDiffers;
+        }
+    }
+    switch (change) {
+        case Change::kInsert:
+            return Type::kInsertDeleted;
+        case Change::kUpdate:
+            return Type::kUpdateDeleted;
+        case Change::kDelete:
+            return Type::kDeleteMissing;
+    }
+    return std::nullopt;
+}
+
+Outcome outcome(Change change, std::optional<Resolution> resolution) {
+    if (resolution && *resolution != Resolution::kApplyRemote) return Outcome::kUnchanged;
+    return change == Change::kDelete ? Outcome::kRemoteDelete : Outcome::kRemoteRow;
 }
 
 Resolution resolve(Type type, Resolver resolver, const Version &local, const Version &remote) {
@@ -48,7 +89,7 @@ Resolution resolve(Type type, Resolver resolver, const Version &local, const Ver
         case Resolver::kApplyRemote:
             return Resolution::kApplyRemote;
         case Resolver::kKeepLocal:
-            return row_missing(type) ? Resolution::kSkip : Resolution::kKeepLocal;
+            return no_local_row(type) ? Resolution::kSkip : Resolution::kKeepLocal;
         case Resolver::kLastUpdateWins:
             return newer(remote, local) ? Resolution::kApplyRemote : Resolution::kKeepLocal;
         case Resolver::kFirstUpdateWins:
@@ -64,12 +105,15 @@ Resolver default_resolver(Type type) {
         case Type::kInsertExists:
         case Type::kUpdateOriginDiffers:
         case Type::kUpdateExists:
-            return Resolver::kLastUpdateWins;
+        case Type::kDeleteOriginDiffers:
+        case Type::kInsertDeleted:
+        case Type::kUpdateDeleted:
+        // Against nothing the change is newer (Version{} is older than any
+        // change): an update re-creates its row, a delete leaves its
+        // tombstone.
         case Type::kUpdateMissing:
         case Type::kDeleteMissing:
-            return Resolver::kKeepLocal;  // i.e. skip: the row is gone here
-        case Type::kDeleteOriginDiffers:
-            return Resolver::kApplyRemote;  // delete wins over a concurrent update
+            return Resolver::kLastUpdateWins;
         case Type::kMultipleUniqueConflicts:
         case Type::kApplyError:
             return Resolver::kError;
@@ -85,10 +129,9 @@ bool allowed(Type type, Resolver resolver) {
         default:
             break;
     }
-    if (row_missing(type))
-        // No local version to compare with or hand to a function.
-        return resolver == Resolver::kApplyRemote || resolver == Resolver::kKeepLocal ||
-               resolver == Resolver::kError;
+    if (no_local_row(type))
+        // No local row to hand to a function.
+        return resolver != Resolver::kUserFunction;
     return two_versions(type);
 }
 

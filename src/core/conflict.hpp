@@ -2,9 +2,13 @@
 // and the deterministic decision every node makes. Pure C++ so that the rules
 // are unit-tested apart from the executor that detects the conflicts.
 //
-// Convergence rests on every node deciding the same way from the same facts:
-// a row version is identified by (origin commit time, origin node id), which
-// is the same on every node that holds it.
+// Convergence rests on one ordering rule for every operation on a key: each
+// row version and each delete carries (origin commit time, origin node id),
+// the same on every node that holds it, and every node keeps the greatest
+// (docs/conflicts.md). A delete leaves a tombstone with its version, so that
+// an older insert or update arriving later loses to it. classify(), resolve()
+// and outcome() below are the whole rule; apply calls them, and the unit
+// tests run them over every delivery order of small histories.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +27,10 @@ enum class Type : uint8_t {
     kDeleteMissing,
     kMultipleUniqueConflicts,
     kApplyError,
+    kInsertDeleted,  // a remote INSERT finds the key's tombstone
+    kUpdateDeleted,  // a remote UPDATE finds the key's tombstone
 };
-inline constexpr int kTypeCount = 8;
+inline constexpr int kTypeCount = 10;
 
 enum class Resolver : uint8_t {
     kLastUpdateWins,
@@ -55,12 +61,41 @@ struct Version {
 // that every node picks the same winner.
 bool newer(const Version &a, const Version &b);
 
+// A remote change, as the rule sees it: what it does to its key.
+enum class Change : uint8_t { kInsert, kUpdate, kDelete };
+
+// What a key holds on this node when a remote change for it arrives: nothing
+// (never written here, or its tombstone was collected), a row, or the
+// tombstone of a delete; with the version of the row or the tombstone.
+struct KeyState {
+    enum class Kind : uint8_t { kNothing, kRow, kTombstone };
+    Kind kind = Kind::kNothing;
+    Version version;
+};
+
+// The conflict a change from `peer` meets on its key, or none when the
+// change simply applies: the key holds nothing and the change is an insert,
+// or what it holds was written by the peer itself (its stream is in commit
+// order) or predates every change (version node 0: frozen rows).
+std::optional<Type> classify(Change change, const KeyState &local, uint64_t peer);
+
+// What the key holds after the change.
+enum class Outcome : uint8_t {
+    kUnchanged,     // the local row or tombstone stays
+    kRemoteRow,     // the remote row: inserted, or replacing the local row
+    kRemoteDelete,  // no row, and a tombstone with the remote version
+};
+// `resolution` is the decision on classify()'s conflict (std::nullopt when
+// there was none); kError never gets here (apply stops instead).
+Outcome outcome(Change change, std::optional<Resolution> resolution);
+
 // The decision for a conflict under a resolver. kUserFunction is not decided
 // here (the caller runs the function); asking for it is a logic error.
 Resolution resolve(Type type, Resolver resolver, const Version &local, const Version &remote);
 
-// The default resolver of each conflict type: last-update-wins where two
-// versions compete, delete wins over a concurrent update, errors stop apply.
+// The default resolver of each conflict type: last-update-wins wherever a
+// change meets a row, a tombstone or nothing (against nothing the change
+// wins), errors stop apply.
 Resolver default_resolver(Type type);
 
 // Whether a resolver makes sense for a conflict type (e.g. nothing can be

@@ -13,6 +13,7 @@
 #include "fault.hpp"
 #include "guard.hpp"
 #include "shmem.hpp"
+#include "tombstones.hpp"
 
 namespace pgmesh::apply {
 
@@ -33,6 +34,12 @@ uint64_t read_resolvers_version(Oid dboid) {
     uint64_t version = d ? d->resolvers_version : 0;
     LWLockRelease(shmem::state().lock);
     return version;
+}
+
+// The key of the row in `slot` as tombstones store it.
+Datum tombstone_key(ChangeState &cs, TupleTableSlot *slot) {
+    slot_getallattrs(slot);
+    return tombstones::key_of(cs.rel, slot->tts_values, slot->tts_isnull);
 }
 
 }  // namespace
@@ -164,6 +171,7 @@ void Applier::begin(const proto::Begin &b) {
         SetCurrentStatementStartTimestamp();
         StartTransactionCommand();
         replorigin_session_origin_timestamp = b.commit_time;
+        fault::point("apply_begin");
         pgstat_report_activity(STATE_RUNNING, "applying remote transaction");
         return read_resolvers_version(identity_.dboid);
     });
@@ -276,7 +284,7 @@ bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
     TupleTableSlot *local = nullptr;
     TupleTableSlot *other = nullptr;
     bool exists = false;
-    int collisions = 0;
+    Datum key = 0;
     pg::call([&] {
         cs = begin_change(map.local_relid);
         remote = virtual_slot(cs);
@@ -284,9 +292,30 @@ bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
         local = table_slot(cs);
         other = table_slot(cs);
         exists = OidIsValid(map.key_index) && find_by_key(cs, map, m.new_tuple, local);
-        if (!exists) collisions = unique_conflicts(cs, map, remote, nullptr, false, other);
+        if (!exists && OidIsValid(map.key_index)) key = tombstone_key(cs, remote);
     });
-    if (!exists && collisions == 0)
+    // The key's own history first (conflict.hpp): a row, a tombstone or
+    // nothing, against this insert's version.
+    conflict::KeyState state = conflicts_.key_state(exists, local, cs.rel, key);
+    std::optional<conflict::Type> type =
+        conflict::classify(conflict::Change::kInsert, state, identity_.peer_node_id);
+    std::optional<conflict::Resolution> resolution;
+    if (type) resolution = conflicts_.decide(cs, map, *type, exists ? local : nullptr, remote,
+                                             state.version);
+    if (conflict::outcome(conflict::Change::kInsert, resolution) == conflict::Outcome::kUnchanged)
+        return pg::call([&] {
+            end_change(cs);
+            return true;
+        });
+    if (exists)
+        return pg::call([&] {
+            require_privilege(map.local_relid, ACL_UPDATE);
+            update_row(cs, local, remote);
+            end_change(cs);
+            return true;
+        });
+    int collisions = pg::call([&] { return unique_conflicts(cs, map, remote, nullptr, false, other); });
+    if (collisions == 0)
         return pg::call([&] {
             bool inserted = insert_unless_raced(cs, map, remote);
             end_change(cs);
@@ -297,18 +326,14 @@ bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
                           remote);  // throws
         return true;
     }
-    // The same key exists (or another unique key collides): one version wins.
-    TupleTableSlot *existing = exists ? local : other;
+    // Another unique key collides: one version wins.
     conflict::Resolution r =
-        conflicts_.decide(cs, map, conflict::Type::kInsertExists, existing, remote);
+        conflicts_.decide(cs, map, conflict::Type::kInsertExists, other, remote);
     return pg::call([&] {
         bool done = true;
-        if (r == conflict::Resolution::kApplyRemote)
-            require_privilege(map.local_relid, exists ? ACL_UPDATE : ACL_DELETE);
-        if (r == conflict::Resolution::kApplyRemote && exists) {
-            update_row(cs, existing, remote);
-        } else if (r == conflict::Resolution::kApplyRemote) {
-            delete_row(cs, existing);
+        if (r == conflict::Resolution::kApplyRemote) {
+            require_privilege(map.local_relid, ACL_DELETE);
+            delete_row(cs, other);
             done = insert_unless_raced(cs, map, remote);
         }
         end_change(cs);
@@ -330,26 +355,7 @@ bool Applier::apply_update(RelationMap &map, const proto::Update &m) {
         updated = virtual_slot(cs);
         found = find_by_key(cs, map, m.old_key ? *m.old_key : m.new_tuple, local);
     });
-    if (!found) {
-        // Deleted here meanwhile: by default the delete wins.
-        bool complete = std::none_of(m.new_tuple.begin(), m.new_tuple.end(), [](const auto &v) {
-            return v.kind == proto::ValueKind::kUnchanged;
-        });
-        TupleTableSlot *remote = nullptr;
-        if (complete) pg::call([&] { fill_slot(cs, map, m.new_tuple, updated, nullptr); });
-        if (complete) remote = updated;
-        conflict::Resolution r =
-            conflicts_.decide(cs, map, conflict::Type::kUpdateMissing, nullptr, remote);
-        return pg::call([&] {
-            bool done = true;
-            if (r == conflict::Resolution::kApplyRemote && remote) {
-                require_privilege(map.local_relid, ACL_INSERT);
-                done = insert_unless_raced(cs, map, remote);
-            }
-            end_change(cs);
-            return done;
-        });
-    }
+    if (!found) return update_where_no_row(cs, map, m, updated);
     int collisions = 0;
     pg::call([&] {
         fill_slot(cs, map, m.new_tuple, updated, local);
@@ -407,6 +413,7 @@ void Applier::apply_delete(RelationMap &map, const proto::Delete &m) {
     TupleTableSlot *local = nullptr;
     TupleTableSlot *key = nullptr;
     bool found = false;
+    Datum tombstone = 0;
     pg::call([&] {
         require_key(map);
         cs = begin_change(map.local_relid);
@@ -414,15 +421,64 @@ void Applier::apply_delete(RelationMap &map, const proto::Delete &m) {
         key = virtual_slot(cs);
         fill_key_slot(map, m.old_key, key);
         found = RelationFindReplTupleByIndex(cs.rel, map.key_index, LockTupleExclusive, key, local);
+        tombstone = tombstone_key(cs, key);
     });
-    conflict::Resolution r = conflict::Resolution::kApplyRemote;
-    if (!found)
-        r = conflicts_.decide(cs, map, conflict::Type::kDeleteMissing, nullptr, key);
-    else if (conflicts_.written_by_another_node(local))
-        r = conflicts_.decide(cs, map, conflict::Type::kDeleteOriginDiffers, local, key);
+    conflict::KeyState state = conflicts_.key_state(found, local, cs.rel, tombstone);
+    std::optional<conflict::Type> type =
+        conflict::classify(conflict::Change::kDelete, state, identity_.peer_node_id);
+    std::optional<conflict::Resolution> resolution;
+    if (type)
+        resolution = conflicts_.decide(cs, map, *type, found ? local : nullptr, key, state.version);
+    bool wins = conflict::outcome(conflict::Change::kDelete, resolution) ==
+                conflict::Outcome::kRemoteDelete;
     pg::call([&] {
-        if (found && r == conflict::Resolution::kApplyRemote) delete_row(cs, local);
+        if (wins && found) delete_row(cs, local);
+        // The delete's version stays behind, whether or not a row was here:
+        // an older insert or update that arrives later loses to it.
+        if (wins && tombstone != 0) tombstones::record(map.local_relid, tombstone);
         end_change(cs);
+    });
+}
+
+bool Applier::update_where_no_row(ChangeState &cs, RelationMap &map, const proto::Update &m,
+                                  TupleTableSlot *updated) {
+    Datum key = pg::call([&] {
+        TupleTableSlot *key_slot = virtual_slot(cs);
+        fill_key_slot(map, m.old_key ? *m.old_key : m.new_tuple, key_slot);
+        return tombstone_key(cs, key_slot);
+    });
+    conflict::KeyState state = conflicts_.key_state(false, nullptr, cs.rel, key);
+    std::optional<conflict::Type> type =
+        conflict::classify(conflict::Change::kUpdate, state, identity_.peer_node_id);
+    // An update newer than what the key holds re-creates its row, which
+    // takes every column: a TOASTed value the update left unchanged is not
+    // in the stream (REPLICA IDENTITY FULL sends it, as the old row).
+    bool complete = std::none_of(m.new_tuple.begin(), m.new_tuple.end(), [](const auto &v) {
+        return v.kind == proto::ValueKind::kUnchanged;
+    });
+    TupleTableSlot *remote = updated;
+    if (complete) pg::call([&] { fill_slot(cs, map, m.new_tuple, updated, nullptr); });
+    std::optional<conflict::Resolution> resolution;
+    if (type) resolution = conflicts_.decide(cs, map, *type, nullptr, remote, state.version);
+    bool recreate = conflict::outcome(conflict::Change::kUpdate, resolution) ==
+                    conflict::Outcome::kRemoteRow;
+    if (recreate && !complete)
+        throw pg::Error(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "cannot re-create a deleted row of table \"" + map.remote.schema + "." +
+                map.remote.name + "\" from an UPDATE that left a TOASTed column unchanged",
+            "The update is newer than the row's delete on this node, so the row comes back, "
+            "but the stream carries only the columns the update changed.",
+            "Set REPLICA IDENTITY FULL on the table on every node (then updates carry every "
+            "column), or skip the remote transaction with pgmesh.skip_transaction().");
+    return pg::call([&] {
+        bool done = true;
+        if (recreate) {
+            require_privilege(map.local_relid, ACL_INSERT);
+            done = insert_unless_raced(cs, map, remote);
+        }
+        end_change(cs);
+        return done;
     });
 }
 

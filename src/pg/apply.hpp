@@ -67,6 +67,10 @@ private:
     // run again, and the probe now finds that row.
     [[nodiscard]] bool apply_insert(RelationMap &map, const proto::Insert &m);
     [[nodiscard]] bool apply_update(RelationMap &map, const proto::Update &m);
+    // An UPDATE whose row is not here: by the key's tombstone (or none), the
+    // row comes back or the update is dropped.
+    [[nodiscard]] bool update_where_no_row(ChangeState &cs, RelationMap &map,
+                                           const proto::Update &m, TupleTableSlot *updated);
     void apply_delete(RelationMap &map, const proto::Delete &m);
     void apply_truncate(const proto::Truncate &m);
     void apply_message(const proto::Message &m);

@@ -4,6 +4,7 @@
 #include "settings.hpp"
 #include "shmem.hpp"
 #include "spi.hpp"
+#include "tombstones.hpp"
 
 namespace pgmesh::apply {
 
@@ -21,13 +22,28 @@ uint64_t Conflicts::node_of_origin(RepOriginId origin) {
 }
 
 conflict::Version Conflicts::version_of(TupleTableSlot *slot) {
-    TransactionId xmin = InvalidTransactionId;
+    TransactionId xmin = pg::call([&] {
+        bool should_free = false;
+        HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+        return HeapTupleHeaderGetXmin(tuple->t_data);
+    });
+    return version_of_xmin(xmin);
+}
+
+conflict::KeyState Conflicts::key_state(bool found, TupleTableSlot *local, Relation rel,
+                                        Datum key) {
+    using Kind = conflict::KeyState::Kind;
+    if (found) return {Kind::kRow, version_of(local)};
+    std::optional<TransactionId> tombstone;
+    if (key != 0) tombstone = pg::call([&] { return tombstones::find(RelationGetRelid(rel), key); });
+    if (!tombstone) return {Kind::kNothing, {}};
+    return {Kind::kTombstone, version_of_xmin(*tombstone)};
+}
+
+conflict::Version Conflicts::version_of_xmin(TransactionId xmin) {
     TimestampTz time = 0;
     RepOriginId origin = InvalidRepOriginId;
     bool known = pg::call([&] {
-        bool should_free = false;
-        HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
-        xmin = HeapTupleHeaderGetXmin(tuple->t_data);
         if (!TransactionIdIsNormal(xmin)) return false;
         return TransactionIdGetCommitTsData(xmin, &time, &origin);
     });
@@ -113,10 +129,10 @@ int conflict_errcode(conflict::Type type) {
 }  // namespace
 
 void Conflicts::record(conflict::Type type, conflict::Resolution resolution, TupleTableSlot *local,
-                       TupleTableSlot *remote) {
+                       TupleTableSlot *remote, int64_t local_commit_time) {
     count(type);
     if (!settings::conflict_history) return;
-    Pending conflict{type, resolution, {}, {}, local ? version_of(local).commit_time : 0};
+    Pending conflict{type, resolution, {}, {}, local_commit_time};
     pg::call([&] {
         if (const char *json = row_json(local)) conflict.local_json = json;
         if (const char *json = row_json(remote)) conflict.remote_json = json;
@@ -187,7 +203,9 @@ void Conflicts::insert_history_row(const Pending &conflict, const char *message)
 }
 
 conflict::Resolution Conflicts::decide(ChangeState &cs, const RelationMap &map, conflict::Type type,
-                                       TupleTableSlot *local, TupleTableSlot *&remote) {
+                                       TupleTableSlot *local, TupleTableSlot *&remote,
+                                       conflict::Version missing_version) {
+    conflict::Version local_version = local ? version_of(local) : missing_version;
     const ResolverChoice &choice = map.resolvers[static_cast<size_t>(type)];
     conflict::Resolution resolution;
     if (choice.resolver == conflict::Resolver::kUserFunction && local) {
@@ -207,8 +225,7 @@ conflict::Resolution Conflicts::decide(ChangeState &cs, const RelationMap &map, 
         conflict::Resolver resolver = choice.resolver == conflict::Resolver::kUserFunction
                                           ? conflict::default_resolver(type)
                                           : choice.resolver;
-        resolution = conflict::resolve(
-            type, resolver, local ? version_of(local) : conflict::Version{}, remote_version());
+        resolution = conflict::resolve(type, resolver, local_version, remote_version());
     }
     if (resolution == conflict::Resolution::kError) {
         // Recorded by record_failure() once this transaction is rolled back;
@@ -226,7 +243,7 @@ conflict::Resolution Conflicts::decide(ChangeState &cs, const RelationMap &map, 
         });
         throw error;
     }
-    record(type, resolution, local, remote);
+    record(type, resolution, local, remote, local_version.commit_time);
     return resolution;
 }
 

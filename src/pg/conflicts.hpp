@@ -63,8 +63,16 @@ public:
     // Decides a conflict by the table's resolver and records it (pending
     // until write_pending()); returns what to do. `remote` may be replaced by
     // a user function's row. A resolution of "error" throws ConflictError.
+    // Without a local row, `missing_version` is what the key holds instead
+    // (its tombstone's version, or none).
     conflict::Resolution decide(ChangeState &cs, const RelationMap &map, conflict::Type type,
-                                TupleTableSlot *local, TupleTableSlot *&remote);
+                                TupleTableSlot *local, TupleTableSlot *&remote,
+                                conflict::Version missing_version = {});
+
+    // What the key holds here (conflict::KeyState): the row in `local` when
+    // `found`, otherwise the tombstone of `key` (tombstones::key_of), if
+    // any.
+    conflict::KeyState key_state(bool found, TupleTableSlot *local, Relation rel, Datum key);
 
     // Writes the conflicts of the change just applied to the history, as
     // pgmesh (never as the table's owner).
@@ -91,10 +99,12 @@ private:
 
     // The row version of a local tuple: its commit time and writing node.
     conflict::Version version_of(TupleTableSlot *slot);
+    // The version written by transaction xmin (a row's or a tombstone's).
+    conflict::Version version_of_xmin(TransactionId xmin);
     uint64_t node_of_origin(RepOriginId origin);
     conflict::Version remote_version() const;
     void record(conflict::Type type, conflict::Resolution resolution, TupleTableSlot *local,
-                TupleTableSlot *remote);
+                TupleTableSlot *remote, int64_t local_commit_time);
     void insert_history_row(const Pending &conflict, const char *message);
     void count(conflict::Type type);
     // Whether this failure (of this remote transaction, same conflict type)

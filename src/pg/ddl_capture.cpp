@@ -10,6 +10,7 @@
 #include "guard.hpp"
 #include "settings.hpp"
 #include "shmem.hpp"
+#include "tombstones.hpp"
 
 namespace pgmesh::ddl_capture {
 
@@ -137,6 +138,21 @@ bool before(PlannedStmt *stmt, const char *query, ProcessUtilityContext context)
     return true;
 }
 
+// A table created on a node, here or by replay, gets the tombstone trigger.
+void after(PlannedStmt *stmt) {
+    Node *parse = stmt->utilityStmt;
+    const RangeVar *created = nullptr;
+    if (IsA(parse, CreateStmt))
+        created = reinterpret_cast<CreateStmt *>(parse)->relation;
+    else if (IsA(parse, CreateTableAsStmt))
+        created = reinterpret_cast<CreateTableAsStmt *>(parse)->into->rel;
+    if (!created || IsAbortedTransactionBlockState() || !shmem::is_node(MyDatabaseId)) return;
+    pg::call([&] {
+        Oid relid = RangeVarGetRelid(created, NoLock, true);
+        if (OidIsValid(relid)) tombstones::add_trigger(relid);
+    });
+}
+
 void process_utility(PlannedStmt *stmt, const char *query, bool read_only_tree,
                      ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *env,
                      DestReceiver *dest, QueryCompletion *qc) {
@@ -145,6 +161,7 @@ void process_utility(PlannedStmt *stmt, const char *query, bool read_only_tree,
         previous_process_utility(stmt, query, read_only_tree, context, params, env, dest, qc);
     else
         standard_ProcessUtility(stmt, query, read_only_tree, context, params, env, dest, qc);
+    pgmesh::pg::entry([&] { after(stmt); });
     if (replicated) pgmesh::pg::entry([&] { ddl_describe::warn_if_keyless(*stmt); });
 }
 

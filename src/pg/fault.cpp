@@ -20,7 +20,7 @@ constexpr std::string_view kPoints[] = {
     "skip_keyless_check",    "apply_before_commit",      "apply_feedback",
     "join_announce_joining", "join_create_remote_slots", "join_read_snapshot",
     "join_copy_data",        "join_create_local_slots",  "join_write_catalog",
-    "join_announce_ready",   "apply_lock_message",
+    "join_announce_ready",   "apply_lock_message",       "apply_begin",
 };
 
 enum class Kind { kHold, kError, kSleep };

@@ -23,6 +23,9 @@
 //                        tables without a usable key through
 //
 // Points (fault::point()):
+//   apply_begin          apply worker: a remote transaction begun, nothing of
+//                        it applied yet (apply_begin@node1 holds node1's
+//                        stream on this node: tests choose arrival orders)
 //   apply_before_commit  apply worker: a remote transaction applied, its
 //                        local commit not yet done
 //   apply_feedback       apply worker: before it sends feedback to the peer

@@ -8,6 +8,7 @@
 #include "node.hpp"
 #include "remote.hpp"
 #include "shmem.hpp"
+#include "tombstones.hpp"
 #include "spi.hpp"
 #include "workers.hpp"
 #include "xact_end.hpp"
@@ -98,6 +99,7 @@ uint64_t create_group(const std::string &node_name, const std::string &node_dsn)
         "INSERT INTO pgmesh.local_node (node_id, group_key) "
         "VALUES ($1, pg_catalog.decode($2, 'hex'))",
         {spi::int8(static_cast<int64_t>(id)), spi::text(group_key::generate_hex())});
+    pg::call([] { tombstones::add_triggers_everywhere(); });
     start_manager_at_commit();
     return id;
 }

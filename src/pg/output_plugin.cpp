@@ -188,9 +188,12 @@ void send_relation_once(LogicalDecodingContext *ctx, PluginState &st, RelationOu
     out.described = true;
 }
 
-// Appends natts values of `tuple` (only key columns when keys_only).
+// Appends natts values of `tuple` (only key columns when keys_only). A
+// TOASTed value an UPDATE left unchanged comes from `unchanged_from` (the
+// old row under REPLICA IDENTITY FULL, which PostgreSQL logs whole) when
+// given: a peer may need the whole row to re-create it.
 void encode_tuple(PluginState &st, const RelationOut &out, Relation rel, HeapTuple tuple,
-                  bool keys_only, Bitmapset *key_attrs) {
+                  bool keys_only, Bitmapset *key_attrs, HeapTuple unchanged_from = nullptr) {
     TupleDesc desc = RelationGetDescr(rel);
     for (const ColumnOut &col : out.columns) {
         if (keys_only &&
@@ -204,6 +207,8 @@ void encode_tuple(PluginState &st, const RelationOut &out, Relation rel, HeapTup
             st.encoder.value(proto::ValueKind::kNull);
             continue;
         }
+        if (col.varlena && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value)) && unchanged_from)
+            value = heap_getattr(unchanged_from, col.attnum, desc, &isnull);
         if (col.varlena && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value))) {
             // A TOASTed value the UPDATE did not change: decoding has no
             // copy of it; the subscriber keeps its own.
@@ -415,6 +420,7 @@ void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
             break;
         case REORDER_BUFFER_CHANGE_UPDATE: {
             ReorderBufferTupleBuf *old_tuple = change->data.tp.oldtuple;
+            HeapTuple whole_old_row = out.full_identity && old_tuple ? &old_tuple->tuple : nullptr;
             if (old_tuple) key_attrs = replicated::key_attrs(rel);
             // The peers need the old key only when the key changed; under
             // REPLICA IDENTITY FULL the whole old row is logged every time.
@@ -428,7 +434,8 @@ void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
                 st.encoder.start_update(relid, std::nullopt);
             }
             st.encoder.start_tuple(natts);
-            encode_tuple(st, out, rel, &change->data.tp.newtuple->tuple, false, nullptr);
+            encode_tuple(st, out, rel, &change->data.tp.newtuple->tuple, false, nullptr,
+                         whole_old_row);
             break;
         }
         case REORDER_BUFFER_CHANGE_DELETE:

@@ -74,6 +74,7 @@ extern "C" {
 #include "access/commit_ts.h"
 #include "utils/varlena.h"
 #include "utils/datum.h"
+#include "utils/array.h"
 #include "utils/acl.h"
 #include "utils/rls.h"
 #include "catalog/objectaddress.h"

@@ -131,18 +131,21 @@ TEST_F(ConflictTest, UpdateExistsOlderUpdateLosesItsRow) {
     EXPECT_EQ(history(2), "update_exists:keep_local");
 }
 
-TEST_F(ConflictTest, DeleteWinsOverConcurrentUpdate) {
+// One rule for deletes too: the newer change wins. An update newer than
+// the delete brings the row back where it was deleted (its tombstone is
+// older); test_convergence.cpp has the other order.
+TEST_F(ConflictTest, NewerUpdateWinsOverAnOlderDelete) {
     exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
     exec(1, "INSERT INTO t VALUES (1, 'a'), (2, 'b')");
     wait_for_sync(1);
     pause_all();
     exec(1, "DELETE FROM t WHERE id = 1");
     tick();
-    exec(2, "UPDATE t SET v = 'later update' WHERE id = 1");  // later, still loses
+    exec(2, "UPDATE t SET v = 'later update' WHERE id = 1");  // later: wins
     resume_all_and_sync();
-    expect_rows_everywhere("(2,b)");
-    EXPECT_EQ(history(1), "update_missing:skip");
-    EXPECT_EQ(history(2), "delete_origin_differs:apply_remote");
+    expect_rows_everywhere("(1,\"later update\"),(2,b)");
+    EXPECT_EQ(history(1), "update_deleted:apply_remote");
+    EXPECT_EQ(history(2), "delete_origin_differs:keep_local");
 }
 
 TEST_F(ConflictTest, DeleteMissing) {
@@ -151,11 +154,13 @@ TEST_F(ConflictTest, DeleteMissing) {
     wait_for_sync(1);
     pause_all();
     exec(1, "DELETE FROM t WHERE id = 1");
+    tick();
     exec(2, "DELETE FROM t WHERE id = 1");
     resume_all_and_sync();
     expect_rows_everywhere("(2)");
-    EXPECT_EQ(history(1), "delete_missing:skip");
-    EXPECT_EQ(history(2), "delete_missing:skip");
+    // Each node keeps the newer delete's tombstone.
+    EXPECT_EQ(history(1), "delete_missing:apply_remote");
+    EXPECT_EQ(history(2), "delete_missing:keep_local");
 }
 
 // A local transaction commits the same key between apply's probe (no row)
@@ -353,9 +358,11 @@ TEST_F(ConflictTest, ResolverSettingsAreChecked) {
                  "22023", "unknown conflict type");
     expect_error(1, "SELECT pgmesh.set_conflict_resolver('t', 'insert_exists', 'coin_flip')",
                  "22023", "unknown resolver");
+    // Against a tombstone there is no local row to hand to a function.
+    exec(1, "CREATE FUNCTION newest(c text, l t, r t) RETURNS t LANGUAGE sql AS 'SELECT r'");
     expect_error(1,
-                 "SELECT pgmesh.set_conflict_resolver('t', 'update_missing', 'last_update_wins')",
-                 "22023", "cannot resolve update_missing");
+                 "SELECT pgmesh.set_conflict_resolver('t', 'update_deleted', 'newest(text,t,t)')",
+                 "22023", "cannot resolve update_deleted");
     expect_error(1, "SELECT pgmesh.set_conflict_resolver('t', 'apply_error', 'keep_local')",
                  "22023", "cannot resolve apply_error");
     expect_error(1, "SELECT pgmesh.set_conflict_resolver('t', 'insert_exists', 'wrong(int)')",

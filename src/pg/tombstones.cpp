@@ -1,0 +1,127 @@
+#include "tombstones.hpp"
+
+#include "replicated.hpp"
+
+namespace pgmesh::tombstones {
+
+namespace {
+
+constexpr const char *kTriggerName = "pgmesh_tombstone";
+
+Oid tombstone_relid() {
+    Oid nsp = get_namespace_oid("pgmesh", false);
+    Oid relid = get_relname_relid("tombstone", nsp);
+    if (!OidIsValid(relid)) elog(ERROR, "pgmesh.tombstone is missing");
+    return relid;
+}
+
+// Finds the key's tombstone under a snapshot that sees this transaction's
+// own writes, including the current command's (one statement may delete a
+// key, re-insert it and delete it again).
+bool find_tuple(Relation rel, Oid relid, Datum key, HeapTuple *copy) {
+    ScanKeyData keys[2];
+    ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_ARRAY_EQ, key);
+    Oid index = RelationGetPrimaryKeyIndex(rel);
+    SysScanDesc scan = systable_beginscan(rel, index, true, SnapshotSelf, 2, keys);
+    HeapTuple tuple = systable_getnext(scan);
+    bool found = HeapTupleIsValid(tuple);
+    if (found) *copy = heap_copytuple(tuple);
+    systable_endscan(scan);
+    return found;
+}
+
+}  // namespace
+
+Datum key_of(Relation rel, const Datum *values, const bool *isnull) {
+    Oid index_oid = replicated::key_index(rel);
+    if (!OidIsValid(index_oid)) return static_cast<Datum>(0);
+    Relation index = index_open(index_oid, AccessShareLock);
+    int nkeys = index->rd_index->indnkeyatts;
+    Datum *texts = static_cast<Datum *>(palloc(nkeys * sizeof(Datum)));
+    bool *nulls = static_cast<bool *>(palloc(nkeys * sizeof(bool)));
+    TupleDesc desc = RelationGetDescr(rel);
+    for (int i = 0; i < nkeys; i++) {
+        AttrNumber attnum = index->rd_index->indkey.values[i];
+        nulls[i] = attnum <= 0 || isnull[attnum - 1];
+        if (nulls[i]) {
+            texts[i] = 0;
+            continue;
+        }
+        Oid output = InvalidOid;
+        bool varlena = false;
+        getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid, &output, &varlena);
+        texts[i] = CStringGetTextDatum(OidOutputFunctionCall(output, values[attnum - 1]));
+    }
+    index_close(index, AccessShareLock);
+    int dims[1] = {nkeys};
+    int lbs[1] = {1};
+    return PointerGetDatum(
+        construct_md_array(texts, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+std::optional<TransactionId> find(Oid relid, Datum key) {
+    Relation rel = table_open(tombstone_relid(), AccessShareLock);
+    HeapTuple tuple = nullptr;
+    bool found = find_tuple(rel, relid, key, &tuple);
+    table_close(rel, AccessShareLock);
+    if (!found) return std::nullopt;
+    return HeapTupleHeaderGetXmin(tuple->t_data);
+}
+
+void record(Oid relid, Datum key) {
+    Relation rel = table_open(tombstone_relid(), RowExclusiveLock);
+    HeapTuple old = nullptr;
+    if (!find_tuple(rel, relid, key, &old)) {
+        Datum values[2] = {ObjectIdGetDatum(relid), key};
+        bool nulls[2] = {false, false};
+        HeapTuple tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+        CatalogTupleInsert(rel, tuple);
+    } else if (!TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(old->t_data))) {
+        // Rewritten as it is: the new row version carries this
+        // transaction's xmin, hence its commit time and origin.
+        CatalogTupleUpdate(rel, &old->t_self, old);
+    }
+    table_close(rel, RowExclusiveLock);
+}
+
+void add_trigger(Oid relid) {
+    Relation rel = table_open(relid, ShareRowExclusiveLock);
+    bool wanted = replicated::is_replicated(rel);
+    TriggerDesc *triggers = rel->trigdesc;
+    for (int i = 0; wanted && triggers && i < triggers->numtriggers; i++)
+        if (strcmp(triggers->triggers[i].tgname, kTriggerName) == 0) wanted = false;
+    if (wanted) {
+        CreateTrigStmt *stmt = makeNode(CreateTrigStmt);
+        stmt->trigname = pstrdup(kTriggerName);
+        stmt->relation = makeRangeVar(get_namespace_name(RelationGetNamespace(rel)),
+                                      pstrdup(RelationGetRelationName(rel)), -1);
+        stmt->funcname = list_make2(makeString(pstrdup("pgmesh")), makeString(pstrdup("record_delete")));
+        stmt->row = true;
+        stmt->timing = TRIGGER_TYPE_AFTER;
+        stmt->events = TRIGGER_TYPE_DELETE;
+        (void)CreateTrigger(stmt, nullptr, relid, InvalidOid, InvalidOid, InvalidOid, InvalidOid,
+                            InvalidOid, nullptr, false, false);
+        CommandCounterIncrement();
+    }
+    table_close(rel, NoLock);
+}
+
+void add_triggers_everywhere() {
+    Relation classes = table_open(RelationRelationId, AccessShareLock);
+    SysScanDesc scan = systable_beginscan(classes, InvalidOid, false, nullptr, 0, nullptr);
+    List *relids = NIL;
+    HeapTuple tuple;
+    while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+        auto *form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
+        if (form->relkind == RELKIND_RELATION && form->relpersistence == RELPERSISTENCE_PERMANENT &&
+            form->oid >= FirstNormalObjectId)
+            relids = lappend_oid(relids, form->oid);
+    }
+    systable_endscan(scan);
+    table_close(classes, AccessShareLock);
+    ListCell *lc;
+    foreach (lc, relids) add_trigger(lfirst_oid(lc));
+}
+
+}  // namespace pgmesh::tombstones

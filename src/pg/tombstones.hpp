@@ -1,0 +1,41 @@
+// Tombstones (docs/conflicts.md): the version of each delete, kept after its
+// row is gone, so that an older insert or update that arrives later loses to
+// it on every node. One row of pgmesh.tombstone per deleted key: the local
+// table and the text of its key columns. Its version is that of the
+// tombstone row itself, i.e. the commit time and origin of the transaction
+// that last wrote it, exactly as a table row's version is its xmin's: a
+// local DELETE writes it in the deleting transaction (the pgmesh_tombstone
+// trigger), apply writes it in the remote transaction (committed with the
+// origin's time and origin).
+//
+// Everything here calls PostgreSQL and may ereport: call it inside pg::call.
+#pragma once
+
+#include <optional>
+
+#include "postgres_headers.hpp"
+
+namespace pgmesh::tombstones {
+
+// The key of a row of `rel` as tombstones store it: a text[] of its key
+// columns (replicated::key_index), each in its type's text form here.
+// values/isnull are the row's, indexed by attribute number - 1. Returns
+// (Datum) 0 when the table has no key index.
+Datum key_of(Relation rel, const Datum *values, const bool *isnull);
+
+// The xmin of the key's tombstone (whose commit timestamp and origin are
+// its version), if there is one.
+std::optional<TransactionId> find(Oid relid, Datum key);
+
+// Records the key's tombstone with this transaction's version: inserted,
+// or the existing one rewritten.
+void record(Oid relid, Datum key);
+
+// Adds the pgmesh_tombstone trigger (AFTER DELETE, FOR EACH ROW, fires for
+// local sessions only: apply records its own) to a replicated table that
+// lacks it. Tables of other kinds are left alone.
+void add_trigger(Oid relid);
+// The same for every replicated table of this database (a node is created).
+void add_triggers_everywhere();
+
+}  // namespace pgmesh::tombstones

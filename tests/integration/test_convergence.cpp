@@ -1,0 +1,174 @@
+// Convergence under any delivery order (docs/conflicts.md): every change on
+// a key, deletes included, carries (commit time, origin node), and every
+// node keeps the greatest. Each test forces one arrival order with the fault
+// point apply_begin@<origin>, which holds one origin's stream on one node
+// while the others flow, then checks the rows on every node, the tombstones
+// and the conflict history.
+#include <thread>
+
+#include "cluster_fixture.hpp"
+
+namespace pgmesh::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ConvergenceTest : public MeshTest {
+protected:
+    std::optional<MeshOptions> cluster_options() const override { return MeshOptions{.nodes = 3}; }
+
+    void exec_all(std::string_view sql) {
+        for (int n = 1; n <= node_count(); n++) exec(n, sql);
+    }
+    std::string rows(int node, const std::string &table) {
+        return query_value(node, "SELECT coalesce(string_agg(row(" + table +
+                                     ".*)::text, ',' ORDER BY id), '') FROM " + table);
+    }
+    void expect_rows_everywhere(const std::string &table, const std::string &expected) {
+        for (int n = 1; n <= node_count(); n++)
+            EXPECT_EQ(rows(n, table), expected) << table << " on node" << n;
+    }
+    bool rows_are(int node, const std::string &table, const std::string &expected) {
+        return rows(node, table) == expected;
+    }
+    // "type:resolution" of the node's history for one table, oldest first.
+    std::string history(int node, const std::string &table) {
+        return query_value(node,
+                           "SELECT coalesce(string_agg(conflict_type || ':' || resolution, ',' "
+                           "ORDER BY id), '') FROM pgmesh.conflict_history WHERE table_name = '" +
+                               table + "'");
+    }
+    int tombstones(int node) {
+        return std::stoi(query_value(node, "SELECT count(*) FROM pgmesh.tombstone"));
+    }
+    // Commit timestamps must differ between the competing writes.
+    void tick() { std::this_thread::sleep_for(20ms); }
+
+    // Holds the stream from node `origin` on node `at`: its apply worker
+    // waits at the next remote transaction's BEGIN until release().
+    void hold(int at, int origin) {
+        pq::Connection gate = connect(at);
+        gate.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault apply_begin'))");
+        gates_.emplace(at, std::move(gate));
+        arm_workers(at, "apply_begin@node" + std::to_string(origin));
+    }
+    void release() {
+        for (auto &[node, gate] : gates_) gate.exec("SELECT pg_advisory_unlock_all()");
+        gates_.clear();
+    }
+    void no_apply_errors() {
+        for (int n = 1; n <= node_count(); n++)
+            EXPECT_EQ(query_value(n,
+                                  "SELECT count(*) FROM pgmesh.conflict_history WHERE "
+                                  "resolution = 'error'"),
+                      "0")
+                << "node" << n;
+    }
+
+private:
+    std::multimap<int, pq::Connection> gates_;
+};
+
+// Node3 receives node2's DELETE of a row before node1's INSERT of it. The
+// delete leaves a tombstone on node3, and the older insert loses to it.
+TEST_F(ConvergenceTest, DeleteArrivesBeforeTheInsert) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    hold(3, 1);
+    exec(1, "INSERT INTO t VALUES (1, 'a')");
+    ASSERT_TRUE(wait_until([&] { return rows_are(2, "t", "(1,a)"); }));
+    exec(2, "DELETE FROM t WHERE id = 1");
+    EXPECT_EQ(tombstones(2), 1);  // written by the deleting transaction
+    ASSERT_TRUE(wait_until([&] { return rows_are(1, "t", ""); }));
+    ASSERT_TRUE(wait_until([&] { return tombstones(3) == 1; }));  // before the row came
+    release();
+    wait_for_sync_all();
+    expect_rows_everywhere("t", "");
+    EXPECT_EQ(history(3, "t"), "delete_missing:apply_remote,insert_deleted:keep_local");
+    for (int n = 1; n <= node_count(); n++) EXPECT_EQ(tombstones(n), 1) << "node" << n;
+    no_apply_errors();
+}
+
+// Node1 deletes key 1 and inserts it again while node2, which saw neither,
+// updates the old row: in one table the update is the newest change, in the
+// other the re-insert is. Node3 receives node2's stream last.
+TEST_F(ConvergenceTest, ReinsertRacingAnUpdateOfTheOldRow) {
+    exec_all("CREATE TABLE newest_update (id int PRIMARY KEY, v text)");
+    exec_all("CREATE TABLE newest_reinsert (id int PRIMARY KEY, v text)");
+    exec(1, "INSERT INTO newest_update VALUES (1, 'old')");
+    exec(1, "INSERT INTO newest_reinsert VALUES (1, 'old')");
+    wait_for_sync_all();
+    hold(2, 1);
+    hold(3, 2);
+    exec(1, "DELETE FROM newest_update WHERE id = 1");
+    tick();
+    exec(1, "INSERT INTO newest_update VALUES (1, 'reinserted')");
+    tick();
+    exec(2, "UPDATE newest_update SET v = 'updated' WHERE id = 1");
+    tick();
+    exec(2, "UPDATE newest_reinsert SET v = 'updated' WHERE id = 1");
+    tick();
+    exec(1, "DELETE FROM newest_reinsert WHERE id = 1");
+    tick();
+    exec(1, "INSERT INTO newest_reinsert VALUES (1, 'reinserted')");
+    release();
+    wait_for_sync_all();
+    expect_rows_everywhere("newest_update", "(1,updated)");
+    expect_rows_everywhere("newest_reinsert", "(1,reinserted)");
+    // Node2 keeps its newer row against node1's older delete and insert.
+    EXPECT_EQ(history(2, "newest_update"), "delete_origin_differs:keep_local,insert_exists:keep_local");
+    no_apply_errors();
+}
+
+// A delete and an update of the same row, each node not having seen the
+// other's change: the newer one wins everywhere, in both orders. An update
+// newer than the delete brings the row back where it was deleted.
+TEST_F(ConvergenceTest, DeleteRacingAnUpdateInBothOrders) {
+    exec_all("CREATE TABLE delete_newer (id int PRIMARY KEY, v text)");
+    exec_all("CREATE TABLE update_newer (id int PRIMARY KEY, v text)");
+    exec(1, "INSERT INTO delete_newer VALUES (1, 'old'), (2, 'kept')");
+    exec(1, "INSERT INTO update_newer VALUES (1, 'old'), (2, 'kept')");
+    wait_for_sync_all();
+    hold(1, 2);
+    hold(2, 1);
+    exec(1, "UPDATE delete_newer SET v = 'updated' WHERE id = 1");
+    tick();
+    exec(2, "DELETE FROM delete_newer WHERE id = 1");
+    exec(2, "DELETE FROM update_newer WHERE id = 1");
+    tick();
+    exec(1, "UPDATE update_newer SET v = 'updated' WHERE id = 1");
+    release();
+    wait_for_sync_all();
+    expect_rows_everywhere("delete_newer", "(2,kept)");
+    expect_rows_everywhere("update_newer", "(1,updated),(2,kept)");
+    EXPECT_EQ(history(1, "delete_newer"), "delete_origin_differs:apply_remote");
+    EXPECT_EQ(history(2, "delete_newer"), "update_deleted:keep_local");
+    EXPECT_EQ(history(1, "update_newer"), "delete_origin_differs:keep_local");
+    EXPECT_EQ(history(2, "update_newer"), "update_deleted:apply_remote");
+    no_apply_errors();
+}
+
+// Two nodes delete the same row at once: every node ends with no row and a
+// tombstone of the same (the newer) version.
+TEST_F(ConvergenceTest, TwoDeletesLeaveTheSameTombstoneEverywhere) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(1, "INSERT INTO t VALUES (1, 'a')");
+    wait_for_sync_all();
+    hold(1, 2);
+    hold(2, 1);
+    exec(1, "DELETE FROM t WHERE id = 1");
+    tick();
+    exec(2, "DELETE FROM t WHERE id = 1");
+    release();
+    wait_for_sync_all();
+    expect_rows_everywhere("t", "");
+    std::string version =
+        "SELECT pg_xact_commit_timestamp(xmin)::text FROM pgmesh.tombstone";
+    std::string newest = query_value(2, version);
+    for (int n = 1; n <= node_count(); n++) EXPECT_EQ(query_value(n, version), newest) << "node" << n;
+    EXPECT_EQ(history(1, "t"), "delete_missing:apply_remote");
+    EXPECT_EQ(history(2, "t"), "delete_missing:keep_local");
+    no_apply_errors();
+}
+
+}  // namespace
+}  // namespace pgmesh::test
