@@ -80,16 +80,19 @@ CREATE INDEX ON pgmesh.conflict_history (remote_node_id, remote_commit_lsn)
 -- table, so that an older insert or update arriving later loses to the
 -- delete. Node-local. A tombstone's version is that of its own row: the
 -- commit time and origin of the transaction that last wrote it. key: the
--- key columns' text, in the key index's order.
+-- key columns' text, in the key index's order; an empty key is a TRUNCATE's,
+-- and stands for every key of its table.
 CREATE TABLE pgmesh.tombstone (
     relid oid NOT NULL,
     key   text[] NOT NULL,
     PRIMARY KEY (relid, key)
 );
--- Every replicated table gets this trigger (pgmesh adds it when a node is
--- created and when a table is created): it records local deletes.
-CREATE FUNCTION pgmesh.record_delete() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_record_delete';
+-- Every replicated table gets two triggers that call this, pgmesh_tombstone
+-- (AFTER DELETE, FOR EACH ROW) and pgmesh_truncate (AFTER TRUNCATE): pgmesh
+-- adds them when a node is created and when a table is created. They record
+-- local deletes.
+CREATE FUNCTION pgmesh.record_tombstone() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_record_tombstone';
 
 -- Per-table choice of resolver per conflict type. Replicated, so that every
 -- node resolves the same way (the defaults need no row here).

@@ -12,6 +12,7 @@
 #include "user_context.hpp"
 #include "fault.hpp"
 #include "guard.hpp"
+#include "settings.hpp"
 #include "shmem.hpp"
 #include "tombstones.hpp"
 
@@ -456,7 +457,7 @@ bool Applier::update_where_no_row(ChangeState &cs, RelationMap &map, const proto
     bool complete = std::none_of(m.new_tuple.begin(), m.new_tuple.end(), [](const auto &v) {
         return v.kind == proto::ValueKind::kUnchanged;
     });
-    TupleTableSlot *remote = updated;
+    TupleTableSlot *remote = complete ? updated : nullptr;
     if (complete) pg::call([&] { fill_slot(cs, map, m.new_tuple, updated, nullptr); });
     std::optional<conflict::Resolution> resolution;
     if (type) resolution = conflicts_.decide(cs, map, *type, nullptr, remote, state.version);
@@ -486,16 +487,80 @@ void Applier::apply_truncate(const proto::Truncate &m) {
     std::vector<const RelationMap *> maps;
     for (uint32_t relid : m.relids) maps.push_back(&relation(relid));
     if (maps.empty()) return;
-    bool one_owner = std::all_of(maps.begin(), maps.end(), [&](const RelationMap *map) {
-        return map->owner == maps.front()->owner;
+    // A TRUNCATE deletes every row of its tables, with one version: each
+    // table keeps the TRUNCATE's tombstone, and a row newer than it (written
+    // here or elsewhere after the TRUNCATE, as its origin did not see) stays.
+    // Only tables left with no such row are truncated whole.
+    std::vector<const RelationMap *> whole;
+    for (const RelationMap *map : maps) {
+        AsTableOwner owner(map->owner, map->local_relid, ACL_TRUNCATE);
+        if (!truncate_keeping_newer_rows(*map)) whole.push_back(map);
+        owner.restore();
+    }
+    if (whole.empty()) return;
+    bool one_owner = std::all_of(whole.begin(), whole.end(), [&](const RelationMap *map) {
+        return map->owner == whole.front()->owner;
     });
     // Triggers run as the owner of the tables; TRUNCATE fires them all from
     // one call, so that works when the tables share their owner. With
     // several owners it runs as the worker, which is safe only while no
     // user code runs.
     std::optional<AsTableOwner> as_owner;
-    if (one_owner) as_owner.emplace(maps.front()->owner, maps.front()->local_relid, ACL_TRUNCATE);
-    pg::call([&] { truncate(maps, m.restart_identity, one_owner); });
+    if (one_owner) as_owner.emplace(whole.front()->owner, whole.front()->local_relid, ACL_TRUNCATE);
+    pg::call([&] { truncate(whole, m.restart_identity, one_owner); });
+}
+
+bool Applier::truncate_keeping_newer_rows(const RelationMap &map) {
+    ChangeState cs = pg::call([&] { return begin_change(map.local_relid); });
+    Datum table_key = pg::call([] { return tombstones::whole_table_key(); });
+    TupleTableSlot *none = nullptr;
+    conflict::KeyState table_state = conflicts_.key_state(false, nullptr, cs.rel, table_key);
+    std::optional<conflict::Type> type =
+        conflict::classify(conflict::Change::kDelete, table_state, identity_.peer_node_id);
+    std::optional<conflict::Resolution> resolution;
+    // The first TRUNCATE of a table meets no other: nothing to record. One
+    // that meets another node's is decided like two deletes of a key.
+    if (type && table_state.kind != conflict::KeyState::Kind::kNothing)
+        resolution = conflicts_.decide(cs, map, *type, nullptr, none, table_state.version);
+    if (conflict::outcome(conflict::Change::kDelete, resolution) ==
+            conflict::Outcome::kRemoteDelete &&
+        settings::tombstones)
+        pg::call([&] { tombstones::record(map.local_relid, table_key); });
+
+    // Each row meets the TRUNCATE as it would meet a DELETE. Only the rows
+    // that stay are conflicts worth recording.
+    conflict::Resolver resolver =
+        map.resolvers[static_cast<size_t>(conflict::Type::kDeleteOriginDiffers)].resolver;
+    if (resolver == conflict::Resolver::kUserFunction)
+        resolver = conflict::default_resolver(conflict::Type::kDeleteOriginDiffers);
+    std::vector<ItemPointerData> older;
+    bool kept = false;
+    TupleTableSlot *row = pg::call([&] { return table_slot(cs); });
+    TableScanDesc scan =
+        pg::call([&] { return table_beginscan(cs.rel, GetActiveSnapshot(), 0, nullptr); });
+    while (pg::call([&] { return table_scan_getnextslot(scan, ForwardScanDirection, row); })) {
+        conflict::KeyState state{conflict::KeyState::Kind::kRow, conflicts_.version_of(row)};
+        std::optional<conflict::Type> row_type =
+            conflict::classify(conflict::Change::kDelete, state, identity_.peer_node_id);
+        if (!row_type || conflict::resolve(*row_type, resolver, state.version,
+                                           conflicts_.remote_version()) ==
+                             conflict::Resolution::kApplyRemote) {
+            older.push_back(row->tts_tid);
+            continue;
+        }
+        kept = true;
+        conflicts_.record(*row_type, conflict::Resolution::kKeepLocal, row, nullptr,
+                          state.version.commit_time);
+    }
+    return pg::call([&] {
+        table_endscan(scan);
+        if (kept)
+            for (ItemPointerData &tid : older)
+                if (table_tuple_fetch_row_version(cs.rel, &tid, GetActiveSnapshot(), row))
+                    delete_row(cs, row);
+        end_change(cs);
+        return kept;
+    });
 }
 
 }  // namespace pgmesh::apply

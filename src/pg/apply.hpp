@@ -73,6 +73,10 @@ private:
                                            const proto::Update &m, TupleTableSlot *updated);
     void apply_delete(RelationMap &map, const proto::Delete &m);
     void apply_truncate(const proto::Truncate &m);
+    // Records the TRUNCATE's tombstone of the table and deletes its rows
+    // that are older than the TRUNCATE. Returns whether a newer row stays;
+    // if not, nothing was deleted and the table is to be truncated whole.
+    bool truncate_keeping_newer_rows(const RelationMap &map);
     void apply_message(const proto::Message &m);
     // Replicated DDL (core/mesh_message.hpp): run as its role, here, in
     // the remote transaction that carries it.

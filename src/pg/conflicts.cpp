@@ -34,10 +34,21 @@ conflict::KeyState Conflicts::key_state(bool found, TupleTableSlot *local, Relat
                                         Datum key) {
     using Kind = conflict::KeyState::Kind;
     if (found) return {Kind::kRow, version_of(local)};
-    std::optional<TransactionId> tombstone;
-    if (key != 0) tombstone = pg::call([&] { return tombstones::find(RelationGetRelid(rel), key); });
-    if (!tombstone) return {Kind::kNothing, {}};
-    return {Kind::kTombstone, version_of_xmin(*tombstone)};
+    conflict::KeyState state{Kind::kNothing, {}};
+    if (key == 0) return state;
+    // The key's own tombstone and its table's (a TRUNCATE's): the newer
+    // one counts.
+    for (bool whole_table : {false, true}) {
+        std::optional<TransactionId> xmin = pg::call([&] {
+            return tombstones::find(RelationGetRelid(rel),
+                                    whole_table ? tombstones::whole_table_key() : key);
+        });
+        if (!xmin) continue;
+        conflict::Version version = version_of_xmin(*xmin);
+        if (state.kind == Kind::kNothing || conflict::newer(version, state.version))
+            state = {Kind::kTombstone, version};
+    }
+    return state;
 }
 
 conflict::Version Conflicts::version_of_xmin(TransactionId xmin) {

@@ -56,6 +56,15 @@ public:
     Conflicts(const Conflicts &) = delete;
     Conflicts &operator=(const Conflicts &) = delete;
 
+    // The row version of a local tuple: its commit time and writing node.
+    conflict::Version version_of(TupleTableSlot *slot);
+    // The version of the remote transaction being applied.
+    conflict::Version remote_version() const;
+    // Records a conflict decided by the caller (pending until
+    // write_pending()).
+    void record(conflict::Type type, conflict::Resolution resolution, TupleTableSlot *local,
+                TupleTableSlot *remote, int64_t local_commit_time);
+
     // Whether the local row was last written by a node other than the peer
     // (origin differs). The join's copy and frozen rows count as no node.
     bool written_by_another_node(TupleTableSlot *local);
@@ -97,14 +106,9 @@ private:
         int64_t local_commit_time = 0;
     };
 
-    // The row version of a local tuple: its commit time and writing node.
-    conflict::Version version_of(TupleTableSlot *slot);
     // The version written by transaction xmin (a row's or a tombstone's).
     conflict::Version version_of_xmin(TransactionId xmin);
     uint64_t node_of_origin(RepOriginId origin);
-    conflict::Version remote_version() const;
-    void record(conflict::Type type, conflict::Resolution resolution, TupleTableSlot *local,
-                TupleTableSlot *remote, int64_t local_commit_time);
     void insert_history_row(const Pending &conflict, const char *message);
     void count(conflict::Type type);
     // Whether this failure (of this remote transaction, same conflict type)

@@ -16,4 +16,11 @@ extern bool replicate_ddl;
 // pgmesh.ddl_lock_timeout (ms): how long acquiring the global lock waits.
 extern int ddl_lock_timeout;
 
+// pgmesh.tombstones (reload): deletes leave tombstones (docs/conflicts.md).
+// Off only to measure what they cost: nodes may then diverge.
+extern bool tombstones;
+// pgmesh.max_clock_skew (ms, reload): how far apart the nodes' clocks may be;
+// tombstones are kept that much longer than every node needs them.
+extern int max_clock_skew;
+
 }  // namespace pgmesh::settings

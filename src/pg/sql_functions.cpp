@@ -7,6 +7,7 @@
 #include "node_admin.hpp"
 #include "remote.hpp"
 #include "shmem.hpp"
+#include "settings.hpp"
 #include "tombstones.hpp"
 
 namespace {
@@ -42,26 +43,36 @@ PG_FUNCTION_INFO_V1(pgmesh_set_conflict_resolver);
 PG_FUNCTION_INFO_V1(pgmesh_skip_transaction);
 PG_FUNCTION_INFO_V1(pgmesh_global_lock_info);
 PG_FUNCTION_INFO_V1(pgmesh_node_changed);
-PG_FUNCTION_INFO_V1(pgmesh_record_delete);
+PG_FUNCTION_INFO_V1(pgmesh_record_tombstone);
 
-// The pgmesh_tombstone trigger (tombstones.hpp): AFTER DELETE FOR EACH ROW
-// on every replicated table; records the deleted key's tombstone in the
+// The triggers pgmesh_tombstone (AFTER DELETE FOR EACH ROW) and
+// pgmesh_truncate (AFTER TRUNCATE) of every replicated table
+// (tombstones.hpp): the deleted key's tombstone, or the table's, in the
 // deleting transaction.
-Datum pgmesh_record_delete(PG_FUNCTION_ARGS) {
+Datum pgmesh_record_tombstone(PG_FUNCTION_ARGS) {
     return pgmesh::pg::entry([&] {
         auto *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
-        if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigger->tg_event) ||
-            !TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !TRIGGER_FIRED_BY_DELETE(trigger->tg_event))
+        bool row_delete = CALLED_AS_TRIGGER(fcinfo) && TRIGGER_FIRED_AFTER(trigger->tg_event) &&
+                          TRIGGER_FIRED_FOR_ROW(trigger->tg_event) &&
+                          TRIGGER_FIRED_BY_DELETE(trigger->tg_event);
+        bool truncate = CALLED_AS_TRIGGER(fcinfo) && TRIGGER_FIRED_AFTER(trigger->tg_event) &&
+                        TRIGGER_FIRED_BY_TRUNCATE(trigger->tg_event);
+        if (!row_delete && !truncate)
             throw pgmesh::pg::Error(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-                                    "pgmesh.record_delete() must be called as an AFTER DELETE "
-                                    "row trigger");
+                                    "pgmesh.record_tombstone() must be called as an AFTER DELETE "
+                                    "row trigger or an AFTER TRUNCATE trigger");
         pgmesh::pg::call([&] {
             Relation rel = trigger->tg_relation;
-            TupleDesc desc = RelationGetDescr(rel);
-            auto *values = static_cast<Datum *>(palloc(desc->natts * sizeof(Datum)));
-            auto *isnull = static_cast<bool *>(palloc(desc->natts * sizeof(bool)));
-            heap_deform_tuple(trigger->tg_trigtuple, desc, values, isnull);
-            Datum key = pgmesh::tombstones::key_of(rel, values, isnull);
+            Datum key = 0;
+            if (truncate && pgmesh::settings::tombstones) {
+                key = pgmesh::tombstones::whole_table_key();
+            } else if (row_delete) {
+                TupleDesc desc = RelationGetDescr(rel);
+                auto *values = static_cast<Datum *>(palloc(desc->natts * sizeof(Datum)));
+                auto *isnull = static_cast<bool *>(palloc(desc->natts * sizeof(bool)));
+                heap_deform_tuple(trigger->tg_trigtuple, desc, values, isnull);
+                key = pgmesh::tombstones::key_of(rel, values, isnull);
+            }
             if (key != 0) pgmesh::tombstones::record(RelationGetRelid(rel), key);
         });
         return PointerGetDatum(nullptr);

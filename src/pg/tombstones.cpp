@@ -1,12 +1,36 @@
 #include "tombstones.hpp"
 
 #include "replicated.hpp"
+#include "settings.hpp"
 
 namespace pgmesh::tombstones {
 
 namespace {
 
-constexpr const char *kTriggerName = "pgmesh_tombstone";
+constexpr const char *kDeleteTrigger = "pgmesh_tombstone";
+constexpr const char *kTruncateTrigger = "pgmesh_truncate";
+
+bool has_trigger(Relation rel, const char *name) {
+    TriggerDesc *triggers = rel->trigdesc;
+    for (int i = 0; triggers && i < triggers->numtriggers; i++)
+        if (strcmp(triggers->triggers[i].tgname, name) == 0) return true;
+    return false;
+}
+
+void create_trigger(Relation rel, const char *name, bool row, int16 events) {
+    CreateTrigStmt *stmt = makeNode(CreateTrigStmt);
+    stmt->trigname = pstrdup(name);
+    stmt->relation = makeRangeVar(get_namespace_name(RelationGetNamespace(rel)),
+                                  pstrdup(RelationGetRelationName(rel)), -1);
+    stmt->funcname =
+        list_make2(makeString(pstrdup("pgmesh")), makeString(pstrdup("record_tombstone")));
+    stmt->row = row;
+    stmt->timing = TRIGGER_TYPE_AFTER;
+    stmt->events = events;
+    (void)CreateTrigger(stmt, nullptr, RelationGetRelid(rel), InvalidOid, InvalidOid, InvalidOid,
+                        InvalidOid, InvalidOid, nullptr, false, false);
+    CommandCounterIncrement();
+}
 
 Oid tombstone_relid() {
     Oid nsp = get_namespace_oid("pgmesh", false);
@@ -34,6 +58,7 @@ bool find_tuple(Relation rel, Oid relid, Datum key, HeapTuple *copy) {
 }  // namespace
 
 Datum key_of(Relation rel, const Datum *values, const bool *isnull) {
+    if (!settings::tombstones) return static_cast<Datum>(0);
     Oid index_oid = replicated::key_index(rel);
     if (!OidIsValid(index_oid)) return static_cast<Datum>(0);
     Relation index = index_open(index_oid, AccessShareLock);
@@ -58,6 +83,10 @@ Datum key_of(Relation rel, const Datum *values, const bool *isnull) {
     int lbs[1] = {1};
     return PointerGetDatum(
         construct_md_array(texts, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+Datum whole_table_key() {
+    return PointerGetDatum(construct_empty_array(TEXTOID));
 }
 
 std::optional<TransactionId> find(Oid relid, Datum key) {
@@ -87,22 +116,11 @@ void record(Oid relid, Datum key) {
 
 void add_trigger(Oid relid) {
     Relation rel = table_open(relid, ShareRowExclusiveLock);
-    bool wanted = replicated::is_replicated(rel);
-    TriggerDesc *triggers = rel->trigdesc;
-    for (int i = 0; wanted && triggers && i < triggers->numtriggers; i++)
-        if (strcmp(triggers->triggers[i].tgname, kTriggerName) == 0) wanted = false;
-    if (wanted) {
-        CreateTrigStmt *stmt = makeNode(CreateTrigStmt);
-        stmt->trigname = pstrdup(kTriggerName);
-        stmt->relation = makeRangeVar(get_namespace_name(RelationGetNamespace(rel)),
-                                      pstrdup(RelationGetRelationName(rel)), -1);
-        stmt->funcname = list_make2(makeString(pstrdup("pgmesh")), makeString(pstrdup("record_delete")));
-        stmt->row = true;
-        stmt->timing = TRIGGER_TYPE_AFTER;
-        stmt->events = TRIGGER_TYPE_DELETE;
-        (void)CreateTrigger(stmt, nullptr, relid, InvalidOid, InvalidOid, InvalidOid, InvalidOid,
-                            InvalidOid, nullptr, false, false);
-        CommandCounterIncrement();
+    if (replicated::is_replicated(rel)) {
+        if (!has_trigger(rel, kDeleteTrigger))
+            create_trigger(rel, kDeleteTrigger, true, TRIGGER_TYPE_DELETE);
+        if (!has_trigger(rel, kTruncateTrigger))
+            create_trigger(rel, kTruncateTrigger, false, TRIGGER_TYPE_TRUNCATE);
     }
     table_close(rel, NoLock);
 }

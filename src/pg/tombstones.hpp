@@ -20,8 +20,12 @@ namespace pgmesh::tombstones {
 // The key of a row of `rel` as tombstones store it: a text[] of its key
 // columns (replicated::key_index), each in its type's text form here.
 // values/isnull are the row's, indexed by attribute number - 1. Returns
-// (Datum) 0 when the table has no key index.
+// (Datum) 0 when the table has no key index, or pgmesh.tombstones is off.
 Datum key_of(Relation rel, const Datum *values, const bool *isnull);
+
+// The key of a TRUNCATE's tombstone, which stands for every key of its
+// table: an empty text[].
+Datum whole_table_key();
 
 // The xmin of the key's tombstone (whose commit timestamp and origin are
 // its version), if there is one.
@@ -31,9 +35,10 @@ std::optional<TransactionId> find(Oid relid, Datum key);
 // or the existing one rewritten.
 void record(Oid relid, Datum key);
 
-// Adds the pgmesh_tombstone trigger (AFTER DELETE, FOR EACH ROW, fires for
-// local sessions only: apply records its own) to a replicated table that
-// lacks it. Tables of other kinds are left alone.
+// Adds the triggers pgmesh_tombstone (AFTER DELETE FOR EACH ROW) and
+// pgmesh_truncate (AFTER TRUNCATE FOR EACH STATEMENT) to a replicated table
+// that lacks them. They fire for local sessions only: apply records its own
+// tombstones. Tables of other kinds are left alone.
 void add_trigger(Oid relid);
 // The same for every replicated table of this database (a node is created).
 void add_triggers_everywhere();

@@ -170,5 +170,62 @@ TEST_F(ConvergenceTest, TwoDeletesLeaveTheSameTombstoneEverywhere) {
     no_apply_errors();
 }
 
+// Node1 truncates the table while node2, which has not seen the TRUNCATE,
+// inserts one row before it and one after it. The TRUNCATE deletes what is
+// older than it, on every node; the newer row stays everywhere.
+TEST_F(ConvergenceTest, TruncateRacingInserts) {
+    exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(1, "INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+    wait_for_sync_all();
+    hold(1, 2);
+    hold(2, 1);
+    hold(3, 1);
+    exec(2, "INSERT INTO t VALUES (3, 'older')");
+    tick();
+    exec(1, "TRUNCATE t");
+    tick();
+    exec(2, "INSERT INTO t VALUES (4, 'newer')");
+    release();
+    wait_for_sync_all();
+    expect_rows_everywhere("t", "(4,newer)");
+    EXPECT_EQ(history(1, "t"), "insert_deleted:keep_local,insert_deleted:apply_remote");
+    EXPECT_EQ(history(2, "t"), "delete_origin_differs:keep_local");
+    no_apply_errors();
+    // With no newer row, a replicated TRUNCATE empties the table whole.
+    exec(2, "TRUNCATE t");
+    wait_for_sync_all();
+    expect_rows_everywhere("t", "");
+}
+
+// An UPDATE that leaves a TOASTed value unchanged and is newer than a
+// delete re-creates the row where it was deleted: under REPLICA IDENTITY
+// FULL the origin sends the whole row. Without it the value is not in the
+// stream, and apply stops with an error that says so rather than guess it.
+TEST_F(ConvergenceTest, NewerUpdateLeavingAToastedValueUnchanged) {
+    for (const char *table : {"full_identity", "default_identity"}) {
+        exec_all(std::string("CREATE TABLE ") + table + " (id int PRIMARY KEY, doc text, n int)");
+        exec(1, std::string("INSERT INTO ") + table +
+                    " SELECT 1, string_agg(md5(i::text), ''), 0 FROM generate_series(1, 400) i");
+    }
+    exec_all("ALTER TABLE full_identity REPLICA IDENTITY FULL");
+    wait_for_sync_all();
+    hold(1, 2);
+    hold(2, 1);
+    exec(2, "DELETE FROM full_identity");
+    exec(2, "DELETE FROM default_identity");
+    tick();
+    exec(1, "UPDATE full_identity SET n = 1");
+    exec(1, "UPDATE default_identity SET n = 1");
+    release();
+    std::string expected = "1|12800|1";
+    std::string row = "SELECT id || '|' || length(doc) || '|' || n FROM full_identity";
+    ASSERT_TRUE(wait_until([&] { return query_nullable(2, row) == expected; }));
+    EXPECT_EQ(query_value(1, row), expected);
+    EXPECT_EQ(query_value(3, row), expected);
+    std::string error = wait_for_last_error(2, "cannot re-create a deleted row");
+    EXPECT_NE(error.find("default_identity"), std::string::npos) << error;
+    EXPECT_EQ(query_value(2, "SELECT count(*) FROM default_identity"), "0");
+}
+
 }  // namespace
 }  // namespace pgmesh::test
