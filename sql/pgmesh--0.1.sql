@@ -155,7 +155,7 @@ CREATE FUNCTION pgmesh.worker_status(
     OUT received_lsn pg_lsn, OUT applied_lsn pg_lsn,
     OUT last_applied_commit_time timestamptz, OUT last_message_time timestamptz,
     OUT applied_transactions bigint, OUT conflicts bigint, OUT conflicts_by_type text,
-    OUT last_error text, OUT waiting_for_global_lock boolean)
+    OUT last_error text, OUT waiting_for_global_lock boolean, OUT caught_up_to timestamptz)
 RETURNS SETOF record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_worker_status';
 
 CREATE VIEW pgmesh.status AS
@@ -171,12 +171,38 @@ SELECT n.node_id AS peer_node_id,
        coalesce(w.conflicts, 0) AS conflicts,
        coalesce(w.conflicts_by_type, '{}')::jsonb AS conflicts_by_type,
        w.last_error,
-       coalesce(w.waiting_for_global_lock, false) AS waiting_for_global_lock
+       coalesce(w.waiting_for_global_lock, false) AS waiting_for_global_lock,
+       w.caught_up_to,
+       -- Tombstones wait for every peer's progress (pgmesh.collect_tombstones):
+       -- one not heard of for two clock ticks (a node down, cut off, or
+       -- far behind) holds their collection back.
+       (w.caught_up_to IS NULL OR w.caught_up_to < now() - interval '15 s')
+           AS holds_back_tombstones
   FROM pgmesh.node n
   LEFT JOIN pgmesh.worker_status() w ON w.peer_node_id = n.node_id
  WHERE n.node_id NOT IN (SELECT node_id FROM pgmesh.local_node)
    AND n.state <> 'parted'
  ORDER BY n.node_name;
+
+-- Removes the tombstones no change can still lose to: older, by
+-- pgmesh.max_clock_skew, than the time every peer is known to have caught
+-- up to (pgmesh.status.caught_up_to). A peer whose progress is unknown (down
+-- since this server started, say) keeps them all. The manager calls it
+-- every minute; returns how many went.
+CREATE FUNCTION pgmesh.collect_tombstones() RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH horizon AS (
+        SELECT CASE WHEN bool_or(caught_up_to IS NULL) THEN '-infinity'::timestamptz
+                    ELSE coalesce(min(caught_up_to), now()) END
+               - current_setting('pgmesh.max_clock_skew')::interval AS t
+          FROM pgmesh.status
+    ), collected AS (
+        DELETE FROM pgmesh.tombstone
+         WHERE coalesce(pg_xact_commit_timestamp(xmin), '-infinity') < (SELECT t FROM horizon)
+        RETURNING 1
+    )
+    SELECT count(*) FROM collected
+$$;
 
 CREATE FUNCTION pgmesh.create_group(node_name text, node_dsn text) RETURNS bigint
     LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_create_group';
@@ -230,7 +256,7 @@ REVOKE ALL ON FUNCTION pgmesh.create_group(text, text), pgmesh.join_group(text, 
 -- function itself: a table's owner chooses how its conflicts resolve.
 GRANT EXECUTE ON FUNCTION pgmesh.set_conflict_resolver(regclass, text, text) TO PUBLIC;
 -- Status shows DSN-free, password-free facts: monitors may read it.
-REVOKE ALL ON FUNCTION pgmesh.worker_status() FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgmesh.worker_status(), pgmesh.collect_tombstones() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgmesh.worker_status() TO pgmesh_monitor;
 REVOKE ALL ON FUNCTION pgmesh.global_lock_info() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgmesh.global_lock_info() TO pgmesh_monitor;

@@ -95,6 +95,26 @@ DdlStatement open_ddl(std::string_view content, const Mac &mac) {
     });
 }
 
+std::string seal(const ClockTick &m, const Mac &mac) {
+    proto::Writer w;
+    w.u8(kMessageVersion);
+    w.u64(m.sender);
+    w.u64(static_cast<uint64_t>(m.time));
+    return finish(kClockPrefix, w, mac);
+}
+
+ClockTick open_clock(std::string_view content, const Mac &mac) {
+    std::string_view body = checked_body(kClockPrefix, content, mac);
+    return decode_guarded("clock tick", [&] {
+        proto::Reader r(as_bytes(body), "clock tick");
+        ClockTick m;
+        m.sender = r.u64("sender");
+        m.time = static_cast<int64_t>(r.u64("time"));
+        r.expect_end();
+        return m;
+    });
+}
+
 std::string seal(const LockMessage &m, const Mac &mac) {
     proto::Writer w;
     w.u8(kMessageVersion);

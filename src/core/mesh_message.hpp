@@ -1,6 +1,7 @@
 // pgmesh's own logical messages: replicated DDL ("pgmesh_ddl", in the
-// transaction that ran it) and the global lock protocol ("pgmesh_lock",
-// non-transactional, so that it goes out at once). Layouts in
+// transaction that ran it), the global lock protocol ("pgmesh_lock",
+// non-transactional, so that it goes out at once) and the clock tick
+// ("pgmesh_clock", non-transactional). Layouts in
 // docs/protocol.md. Pure C++.
 //
 // Every role may call pg_logical_emit_message, so a message's prefix proves
@@ -22,6 +23,7 @@ namespace pgmesh::mesh {
 
 inline constexpr std::string_view kDdlPrefix = "pgmesh_ddl";
 inline constexpr std::string_view kLockPrefix = "pgmesh_lock";
+inline constexpr std::string_view kClockPrefix = "pgmesh_clock";
 
 // Layout version of both message kinds.
 inline constexpr uint8_t kMessageVersion = 1;
@@ -80,12 +82,25 @@ struct LockMessage {
     bool operator==(const LockMessage &) const = default;
 };
 
+// A node's clock, written into its WAL every few seconds. A peer that has
+// applied the tick has every transaction the sender committed before it in
+// WAL order, hence (up to clock skew) every one with an older commit time:
+// tombstones older than that, from every peer, are no longer needed
+// (tombstones.hpp).
+struct ClockTick {
+    uint64_t sender = 0;
+    int64_t time = 0;  // TimestampTz: µs since 2000-01-01
+    bool operator==(const ClockTick &) const = default;
+};
+
 // Encodes and seals (u8 version, fields, 32-byte MAC over prefix and body).
 std::string seal(const DdlStatement &m, const Mac &mac);
 std::string seal(const LockMessage &m, const Mac &mac);
+std::string seal(const ClockTick &m, const Mac &mac);
 
 // Checks the seal and decodes; throws BadMessage.
 DdlStatement open_ddl(std::string_view content, const Mac &mac);
 LockMessage open_lock(std::string_view content, const Mac &mac);
+ClockTick open_clock(std::string_view content, const Mac &mac);
 
 }  // namespace pgmesh::mesh

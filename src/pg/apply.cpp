@@ -66,6 +66,28 @@ Applier::Applier(ApplyIdentity identity) : identity_(std::move(identity)) {
         if (own) pg::call([] { CommitTransactionCommand(); });
         ddl_lock::on_message(identity_.local_node_id, identity_.peer_node_id, key, m);
     });
+    router_.add(std::string(mesh::kClockPrefix), [this](const proto::Message &m) {
+        if (m.transactional) {
+            ignore_forged(m, "a clock tick inside a transaction");
+            return;
+        }
+        bool own = !pg::call([] { return IsTransactionState(); });
+        if (own) pg::call([] { StartTransactionCommand(); });
+        std::optional<mesh::ClockTick> tick;
+        std::string problem;
+        try {
+            tick = mesh::open_clock(m.content, mac());
+            if (tick->sender != identity_.peer_node_id) problem = "a clock tick of another node";
+        } catch (const mesh::BadMessage &e) {
+            problem = e.what();
+        }
+        if (own) pg::call([] { CommitTransactionCommand(); });
+        if (!problem.empty()) {
+            ignore_forged(m, problem.c_str());
+            return;
+        }
+        clock_tick_ = std::max(clock_tick_, tick->time);
+    });
 }
 
 void Applier::ignore_forged(const proto::Message &m, const char *what) const {

@@ -47,6 +47,9 @@ public:
     // Whether the last (or current) transaction ran replicated DDL. Its
     // holder may wait for our feedback to release the global lock.
     bool replayed_ddl() const { return replayed_ddl_; }
+    // The newest clock tick of the peer applied (mesh::ClockTick), 0 before
+    // the first: everything the peer committed before it is applied here.
+    int64_t clock_tick() const { return clock_tick_; }
 
     // The error context line of where apply is ("processing remote
     // transaction ... from node ... with commit LSN ..., INSERT on table
@@ -101,6 +104,7 @@ private:
     uint64_t skip_lsn_ = 0;
     bool skipping_ = false;
     bool replayed_ddl_ = false;
+    int64_t clock_tick_ = 0;
     MemoryContext message_context_;  // reset after every message
     std::optional<mesh::Mac> mac_;
 };

@@ -334,6 +334,12 @@ private:
     void handle_message(apply::Applier &applier, const proto::Decoded &message) {
         if (std::holds_alternative<proto::Begin>(message)) applier.skip_transaction_at(skip_lsn());
         applier.handle(message);
+        if (std::holds_alternative<proto::Message>(message) && applier.clock_tick() > caught_up_to_) {
+            caught_up_to_ = applier.clock_tick();
+            update_slot([&](shmem::WorkerSlot &s) {
+                s.caught_up_to = std::max(s.caught_up_to, caught_up_to_);
+            });
+        }
         if (auto *commit = std::get_if<proto::Commit>(&message)) {
             TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
             bool skipped = applier.skipping();
@@ -354,6 +360,7 @@ private:
                 s.applied_lsn = commit->end_lsn;
                 s.received_lsn = received_lsn_;
                 s.last_commit_time = commit->commit_time;
+                s.caught_up_to = std::max(s.caught_up_to, commit->commit_time);
                 s.last_message_time = now;
                 s.applied_transactions++;
             });
@@ -405,6 +412,7 @@ private:
     uint64_t peer_id_;
     shmem::WorkerSlot *slot_ = nullptr;
     uint64_t received_lsn_ = 0;
+    int64_t caught_up_to_ = 0;  // the peer's newest clock tick applied
     std::deque<AppliedCommit> pending_;  // applied, local WAL not yet flushed
     uint64_t flushed_remote_ = 0;        // durable here up to this remote LSN
     uint64_t sent_write_ = 0;            // positions last reported

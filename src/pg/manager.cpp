@@ -18,6 +18,7 @@
 #include "guard.hpp"
 #include "node.hpp"
 #include "shmem.hpp"
+#include "tombstones.hpp"
 #include "workers.hpp"
 
 namespace pgmesh::workers {
@@ -231,6 +232,8 @@ void manager_main(Oid dboid) {
         }
         // The global lock: grants, releases, write blocks (ddl_lock.hpp).
         ddl_lock::manager_round(*nodes.local_id, nodes);
+        if (nodes.require_local().state == node::State::kReady)
+            tombstones::manager_round(*nodes.local_id);
         pg::wait_latch(ddl_lock::manager_naptime(kManagerNaptimeMs));
     }
 }

@@ -24,6 +24,11 @@ struct WorkerSlot {
     uint64_t applied_lsn;          // end of the last applied remote commit
     TimestampTz last_commit_time;  // origin commit time of that transaction
     TimestampTz last_message_time;
+    // Every transaction the peer committed before this time (its clock) is
+    // applied here: its newest clock tick or applied commit. Tombstones wait
+    // for every peer's (tombstones.hpp). 0: not known since the server
+    // started.
+    TimestampTz caught_up_to;
     uint64_t applied_transactions;
     uint64_t conflicts[conflict::kTypeCount];
     uint64_t skip_lsn;  // pgmesh.skip_transaction: commit LSN to throw away

@@ -169,8 +169,8 @@ Datum pgmesh_worker_status(PG_FUNCTION_ARGS) {
     for (int i = 0; i < pgmesh::shmem::state().nworkers; i++) {
         WorkerSlot *w = &pgmesh::shmem::workers()[i];
         if (!w->in_use || w->dboid != MyDatabaseId) continue;
-        Datum values[12];
-        bool nulls[12] = {false};
+        Datum values[13];
+        bool nulls[13] = {false};
         values[0] = Int64GetDatum(static_cast<int64>(w->peer_node_id));
         values[1] = BoolGetDatum(w->connected && w->pid != 0);
         values[2] = Int32GetDatum(w->pid);
@@ -201,6 +201,8 @@ Datum pgmesh_worker_status(PG_FUNCTION_ARGS) {
         values[10] = PointerGetDatum(cstring_to_text(w->last_error));
         nulls[10] = w->last_error[0] == '\0';
         values[11] = BoolGetDatum(w->waiting_for_lock);
+        values[12] = TimestampTzGetDatum(w->caught_up_to);
+        nulls[12] = w->caught_up_to == 0;
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     LWLockRelease(pgmesh::shmem::state().lock);

@@ -1,7 +1,11 @@
 #include "tombstones.hpp"
 
+#include "group_key.hpp"
+#include "guard.hpp"
+#include "mesh_message.hpp"
 #include "replicated.hpp"
 #include "settings.hpp"
+#include "spi.hpp"
 
 namespace pgmesh::tombstones {
 
@@ -140,6 +144,45 @@ void add_triggers_everywhere() {
     table_close(classes, AccessShareLock);
     ListCell *lc;
     foreach (lc, relids) add_trigger(lfirst_oid(lc));
+}
+
+namespace {
+
+constexpr long kClockTickMs = 5000;
+constexpr long kCollectMs = 60000;
+
+// Next due times; the manager is one process per database.
+TimestampTz next_tick = 0;
+TimestampTz next_collection = 0;
+
+}  // namespace
+
+void manager_round(uint64_t local_node_id) {
+    TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+    bool tick = now >= next_tick;
+    bool collect = now >= next_collection;
+    if (!tick && !collect) return;
+    pg::call([] {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+    });
+    if (tick) {
+        std::string content = mesh::seal(mesh::ClockTick{local_node_id, now}, group_key::mac());
+        pg::call([&] {
+            (void)LogLogicalMessage(mesh::kClockPrefix.data(), content.data(), content.size(),
+                                    false);
+        });
+        next_tick = now + kClockTickMs * 1000;
+    }
+    if (collect) {
+        spi::query("SELECT pgmesh.collect_tombstones()", {});
+        next_collection = now + kCollectMs * 1000;
+    }
+    pg::call([] {
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+    });
 }
 
 }  // namespace pgmesh::tombstones

@@ -43,4 +43,11 @@ void add_trigger(Oid relid);
 // The same for every replicated table of this database (a node is created).
 void add_triggers_everywhere();
 
+// The manager's share (manager.cpp), between transactions: every few
+// seconds a sealed clock tick into this node's WAL (mesh::ClockTick), which
+// tells each peer how far it has caught up with us; every minute the
+// tombstones that every peer's progress has made useless are collected
+// (pgmesh.collect_tombstones()). C++: calls PostgreSQL through pg::call.
+void manager_round(uint64_t local_node_id);
+
 }  // namespace pgmesh::tombstones

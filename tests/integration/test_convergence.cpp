@@ -227,5 +227,40 @@ TEST_F(ConvergenceTest, NewerUpdateLeavingAToastedValueUnchanged) {
     EXPECT_EQ(query_value(2, "SELECT count(*) FROM default_identity"), "0");
 }
 
+// A tombstone is collected once every peer has applied everything older
+// than it (each node's clock ticks say how far), and no sooner: a node that
+// is down holds collection back, and pgmesh.status says which one.
+TEST_F(ConvergenceTest, TombstonesAreCollectedOnceEveryPeerHasCaughtUp) {
+    exec(1, "ALTER SYSTEM SET pgmesh.max_clock_skew = 0");
+    exec(1, "SELECT pg_reload_conf()");
+    exec_all("CREATE TABLE t (id int PRIMARY KEY)");
+    exec(1, "INSERT INTO t VALUES (1), (2)");
+    wait_for_sync_all();
+    exec(1, "DELETE FROM t WHERE id = 1");
+    ASSERT_EQ(tombstones(1), 1);
+    std::string peers_past_it =
+        "SELECT count(*) FROM pgmesh.status WHERE caught_up_to > (SELECT "
+        "max(pg_xact_commit_timestamp(xmin)) FROM pgmesh.tombstone)";
+    ASSERT_TRUE(wait_until([&] { return query_value(1, peers_past_it) == "2"; }, 30s));
+    EXPECT_EQ(query_value(1, "SELECT pgmesh.collect_tombstones()"), "1");
+    EXPECT_EQ(tombstones(1), 0);
+
+    stop(3);
+    exec(1, "DELETE FROM t WHERE id = 2");
+    std::string held_back_by =
+        "SELECT coalesce(string_agg(peer_node_name, ','), '') FROM pgmesh.status WHERE "
+        "holds_back_tombstones";
+    ASSERT_TRUE(wait_until([&] { return query_value(1, held_back_by) == "node3"; }, 40s))
+        << query_value(1, held_back_by);
+    EXPECT_EQ(query_value(1, "SELECT pgmesh.collect_tombstones()"), "0");
+    EXPECT_EQ(tombstones(1), 1);
+    start(3);
+    ASSERT_TRUE(wait_until([&] { return query_value(1, peers_past_it) == "2"; }, 60s));
+    EXPECT_EQ(query_value(1, held_back_by), "");
+    EXPECT_EQ(query_value(1, "SELECT pgmesh.collect_tombstones()"), "1");
+    wait_for_sync_all();
+    expect_rows_everywhere("t", "");
+}
+
 }  // namespace
 }  // namespace pgmesh::test

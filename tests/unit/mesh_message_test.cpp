@@ -164,6 +164,21 @@ TEST(MeshMessage, DdlRoundTrip) {
     EXPECT_EQ(static_cast<uint8_t>(sealed[0]), kMessageVersion);
 }
 
+TEST(MeshMessage, ClockTickRoundTripAndLayout) {
+    ClockTick tick{0xfedcba9876543210ULL, -1234567890123LL};
+    std::string sealed = seal(tick, group_mac());
+    EXPECT_EQ(open_clock(sealed, group_mac()), tick);
+    Body b;
+    b.u8(kMessageVersion).u64(tick.sender).u64(static_cast<uint64_t>(tick.time));
+    EXPECT_EQ(sealed, seal_by_hand(kClockPrefix, b.bytes));
+    // Sealed under another key, or as another kind of message: refused.
+    EXPECT_THROW(open_clock(sealed, toy_mac("another group's key")), BadMessage);
+    EXPECT_THROW(open_clock(seal(sample_ddl(), group_mac()), group_mac()), BadMessage);
+    std::string flipped = sealed;
+    flipped[3] ^= 1;
+    EXPECT_THROW(open_clock(flipped, group_mac()), BadMessage);
+}
+
 TEST(MeshMessage, DdlLayoutMatchesTheDocumentedOne) {
     DdlStatement d = sample_ddl();
     Body b;
