@@ -114,11 +114,28 @@ void clear_manager_slot(int, Datum arg) {
     LWLockRelease(shmem::state().lock);
 }
 
-void set_is_node(Oid dboid, bool is_node) {
-    pg::call([&] {
-        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
-        if (shmem::DatabaseSlot *d = shmem::database_slot(dboid, is_node)) d->is_node = is_node;
+uint64_t node_requests(Oid dboid) {
+    return pg::call([&] {
+        LWLockAcquire(shmem::state().lock, LW_SHARED);
+        shmem::DatabaseSlot *d = shmem::database_slot(dboid, false);
+        uint64_t requests = d ? d->node_requests : 0;
         LWLockRelease(shmem::state().lock);
+        return requests;
+    });
+}
+
+// The database is not a node (as of a catalog read that started when
+// node_requests was `seen`): clears is_node, unless a node was created or
+// joined since, whose commit came after that read. Returns whether it
+// cleared it.
+bool clear_is_node(Oid dboid, uint64_t seen) {
+    return pg::call([&] {
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        shmem::DatabaseSlot *d = shmem::database_slot(dboid, false);
+        bool requested_since = d && d->node_requests != seen;
+        if (d && !requested_since) d->is_node = false;
+        LWLockRelease(shmem::state().lock);
+        return !requested_since;
     });
 }
 
@@ -134,7 +151,10 @@ void register_supervisor() {
 
 void request_manager(Oid dboid) {
     LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
-    if (shmem::DatabaseSlot *d = shmem::database_slot(dboid, true)) d->is_node = true;
+    if (shmem::DatabaseSlot *d = shmem::database_slot(dboid, true)) {
+        d->is_node = true;
+        d->node_requests++;
+    }
     PGPROC *supervisor = shmem::state().supervisor_proc;
     LWLockRelease(shmem::state().lock);
     if (supervisor) SetLatch(&supervisor->procLatch);
@@ -178,6 +198,7 @@ void manager_main(Oid dboid) {
     });
     std::map<uint64_t, Launched> appliers;
     for (;;) {
+        uint64_t requests = node_requests(dboid);
         pg::call([] {
             SetCurrentStatementStartTimestamp();
             StartTransactionCommand();
@@ -187,8 +208,9 @@ void manager_main(Oid dboid) {
         if (installed) nodes = catalog::read_nodes();
         pg::call([] { CommitTransactionCommand(); });
         if (!installed || !nodes.local_id) {
-            // Not (or no longer) a pgmesh node: nothing to manage.
-            set_is_node(dboid, false);
+            // Not (or no longer) a pgmesh node: nothing to manage. A node
+            // made while we read the catalog is read again.
+            if (!clear_is_node(dboid, requests)) continue;
             for (auto &[peer, l] : appliers)
                 if (l.handle) pg::call([&] { TerminateBackgroundWorker(l.handle); });
             return;

@@ -50,6 +50,10 @@ struct DatabaseSlot {
     PGPROC *manager_proc;
     bool apply_paused;
     bool is_node;                // the database has a pgmesh node: keep a manager running
+    // Bumped by every request for a manager (a node was created or joined):
+    // a manager that read the catalog before the request must not clear
+    // is_node on what it read.
+    uint64_t node_requests;
     uint64_t resolvers_version;  // bumped when pgmesh.conflict_resolver changes
     ddl_lock::Slot lock;         // the global DDL/write lock as this node sees it
 };
