@@ -82,11 +82,32 @@ CREATE INDEX ON pgmesh.conflict_history (remote_node_id, remote_commit_lsn)
 -- commit time and origin of the transaction that last wrote it. key: the
 -- key columns' text, in the key index's order; an empty key is a TRUNCATE's,
 -- and stands for every key of its table.
+-- commit_time and node_id: the version of a tombstone the join copied from
+-- another node (NULL: the version of its xmin).
 CREATE TABLE pgmesh.tombstone (
-    relid oid NOT NULL,
-    key   text[] NOT NULL,
+    relid       oid NOT NULL,
+    key         text[] NOT NULL,
+    commit_time timestamptz,
+    node_id     bigint,
     PRIMARY KEY (relid, key)
 );
+-- The versions that rows copied at the join had on the node they were
+-- copied from (pg_restore wrote them here with a local xmin). A copied row
+-- keeps its version until it is written again. Node-local.
+CREATE TABLE pgmesh.row_version (
+    relid       oid NOT NULL,
+    key         text[] NOT NULL,
+    commit_time timestamptz NOT NULL,
+    node_id     bigint NOT NULL,
+    PRIMARY KEY (relid, key)
+);
+-- What a joining node copies besides the data (join.cpp), read in the join's
+-- snapshot: the version of every row of every replicated table, and every
+-- tombstone with its version. Superusers only: it shows every table's keys.
+CREATE FUNCTION pgmesh.versions_for_copy(
+    OUT table_schema text, OUT table_name text, OUT key text[], OUT deleted boolean,
+    OUT commit_time timestamptz, OUT node_id bigint)
+RETURNS SETOF record LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_versions_for_copy';
 -- Every replicated table gets two triggers that call this, pgmesh_tombstone
 -- (AFTER DELETE, FOR EACH ROW) and pgmesh_truncate (AFTER TRUNCATE): pgmesh
 -- adds them when a node is created and when a table is created. They record
@@ -115,7 +136,9 @@ END $$;
 -- for superusers and, through pgmesh.conflicts, the table's owner. The error
 -- message is PostgreSQL's primary message plus where; key values, which
 -- PostgreSQL puts in the detail, are never stored.
-REVOKE ALL ON pgmesh.conflict_history, pgmesh.conflict_resolver, pgmesh.tombstone FROM PUBLIC;
+REVOKE ALL ON pgmesh.conflict_history, pgmesh.conflict_resolver, pgmesh.tombstone,
+    pgmesh.row_version FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgmesh.versions_for_copy() FROM PUBLIC;
 GRANT SELECT (id, recorded_at, local_node_id, remote_node_id, table_schema, table_name, relid,
               conflict_type, resolution, local_commit_time, remote_commit_time,
               remote_commit_lsn, remote_xid, message, occurrences, last_occurred_at)
@@ -196,9 +219,13 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
                     ELSE coalesce(min(caught_up_to), now()) END
                - current_setting('pgmesh.max_clock_skew')::interval AS t
           FROM pgmesh.status
+    ), copied AS (
+        -- A copied row's version no longer decides anything either.
+        DELETE FROM pgmesh.row_version WHERE commit_time < (SELECT t FROM horizon)
     ), collected AS (
         DELETE FROM pgmesh.tombstone
-         WHERE coalesce(pg_xact_commit_timestamp(xmin), '-infinity') < (SELECT t FROM horizon)
+         WHERE coalesce(commit_time, pg_xact_commit_timestamp(xmin), '-infinity')
+               < (SELECT t FROM horizon)
         RETURNING 1
     )
     SELECT count(*) FROM collected

@@ -388,7 +388,7 @@ bool Applier::apply_update(RelationMap &map, const proto::Update &m) {
             unique_conflicts(cs, map, updated, &local->tts_tid, m.old_key.has_value(), other);
     });
     TupleTableSlot *remote = updated;
-    if (conflicts_.written_by_another_node(local) &&
+    if (conflicts_.written_by_another_node(cs.rel, local) &&
         conflicts_.decide(cs, map, conflict::Type::kUpdateOriginDiffers, local, remote) !=
             conflict::Resolution::kApplyRemote) {
         pg::call([&] { end_change(cs); });
@@ -561,7 +561,7 @@ bool Applier::truncate_keeping_newer_rows(const RelationMap &map) {
     TableScanDesc scan =
         pg::call([&] { return table_beginscan(cs.rel, GetActiveSnapshot(), 0, nullptr); });
     while (pg::call([&] { return table_scan_getnextslot(scan, ForwardScanDirection, row); })) {
-        conflict::KeyState state{conflict::KeyState::Kind::kRow, conflicts_.version_of(row)};
+        conflict::KeyState state{conflict::KeyState::Kind::kRow, conflicts_.version_of(cs.rel, row)};
         std::optional<conflict::Type> row_type =
             conflict::classify(conflict::Change::kDelete, state, identity_.peer_node_id);
         if (!row_type || conflict::resolve(*row_type, resolver, state.version,

@@ -13,64 +13,38 @@ conflict::Version Conflicts::remote_version() const {
                              position_.transaction.origin_node_id};
 }
 
-uint64_t Conflicts::node_of_origin(RepOriginId origin) {
-    if (origin == InvalidRepOriginId) return identity_.local_node_id;
-    if (auto it = origin_nodes_.find(origin); it != origin_nodes_.end()) return it->second;
-    uint64_t node = origins::node_of(origin);
-    origin_nodes_[origin] = node;
-    return node;
-}
-
-conflict::Version Conflicts::version_of(TupleTableSlot *slot) {
-    TransactionId xmin = pg::call([&] {
+conflict::Version Conflicts::version_of(Relation rel, TupleTableSlot *slot) {
+    return pg::call([&] {
         bool should_free = false;
         HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
-        return HeapTupleHeaderGetXmin(tuple->t_data);
+        return versions_.of_row(rel, tuple);
     });
-    return version_of_xmin(xmin);
 }
 
 conflict::KeyState Conflicts::key_state(bool found, TupleTableSlot *local, Relation rel,
                                         Datum key) {
     using Kind = conflict::KeyState::Kind;
-    if (found) return {Kind::kRow, version_of(local)};
+    if (found) return {Kind::kRow, version_of(rel, local)};
     conflict::KeyState state{Kind::kNothing, {}};
     if (key == 0) return state;
     // The key's own tombstone and its table's (a TRUNCATE's): the newer
     // one counts.
     for (bool whole_table : {false, true}) {
-        std::optional<TransactionId> xmin = pg::call([&] {
+        std::optional<conflict::Version> version = pg::call([&] {
             return tombstones::find(RelationGetRelid(rel),
-                                    whole_table ? tombstones::whole_table_key() : key);
+                                    whole_table ? tombstones::whole_table_key() : key, versions_);
         });
-        if (!xmin) continue;
-        conflict::Version version = version_of_xmin(*xmin);
-        if (state.kind == Kind::kNothing || conflict::newer(version, state.version))
-            state = {Kind::kTombstone, version};
+        if (!version) continue;
+        if (state.kind == Kind::kNothing || conflict::newer(*version, state.version))
+            state = {Kind::kTombstone, *version};
     }
     return state;
 }
 
-conflict::Version Conflicts::version_of_xmin(TransactionId xmin) {
-    TimestampTz time = 0;
-    RepOriginId origin = InvalidRepOriginId;
-    bool known = pg::call([&] {
-        if (!TransactionIdIsNormal(xmin)) return false;
-        return TransactionIdGetCommitTsData(xmin, &time, &origin);
-    });
-    if (!known) return conflict::Version{0, 0};  // frozen or from before tracking
-    // The join's copy (written locally before copied_until, or under the
-    // copy origin) is older than anything that streams in after it.
-    if (origin == InvalidRepOriginId && time <= identity_.copied_until)
-        return conflict::Version{0, 0};
-    uint64_t node = node_of_origin(origin);
-    if (node == 0) return conflict::Version{0, 0};
-    return conflict::Version{time, node};
-}
-
-bool Conflicts::written_by_another_node(TupleTableSlot *local) {
-    // Node 0: the join's copy or frozen rows, which no change competes with.
-    uint64_t node = version_of(local).node_id;
+bool Conflicts::written_by_another_node(Relation rel, TupleTableSlot *local) {
+    // Node 0: frozen rows (or a copied row of unknown version), which no
+    // change competes with.
+    uint64_t node = version_of(rel, local).node_id;
     return node != 0 && node != identity_.peer_node_id;
 }
 
@@ -216,7 +190,7 @@ void Conflicts::insert_history_row(const Pending &conflict, const char *message)
 conflict::Resolution Conflicts::decide(ChangeState &cs, const RelationMap &map, conflict::Type type,
                                        TupleTableSlot *local, TupleTableSlot *&remote,
                                        conflict::Version missing_version) {
-    conflict::Version local_version = local ? version_of(local) : missing_version;
+    conflict::Version local_version = local ? version_of(cs.rel, local) : missing_version;
     const ResolverChoice &choice = map.resolvers[static_cast<size_t>(type)];
     conflict::Resolution resolution;
     if (choice.resolver == conflict::Resolver::kUserFunction && local) {

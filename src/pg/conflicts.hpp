@@ -15,6 +15,7 @@
 #include "postgres_headers.hpp"
 #include "protocol.hpp"
 #include "relation_map.hpp"
+#include "versions.hpp"
 
 namespace pgmesh::apply {
 
@@ -52,12 +53,14 @@ public:
 class Conflicts {
 public:
     Conflicts(const ApplyIdentity &identity, const Position &position)
-        : identity_(identity), position_(position) {}
+        : identity_(identity),
+          position_(position),
+          versions_(identity.local_node_id, identity.copied_until) {}
     Conflicts(const Conflicts &) = delete;
     Conflicts &operator=(const Conflicts &) = delete;
 
     // The row version of a local tuple: its commit time and writing node.
-    conflict::Version version_of(TupleTableSlot *slot);
+    conflict::Version version_of(Relation rel, TupleTableSlot *slot);
     // The version of the remote transaction being applied.
     conflict::Version remote_version() const;
     // Records a conflict decided by the caller (pending until
@@ -67,7 +70,7 @@ public:
 
     // Whether the local row was last written by a node other than the peer
     // (origin differs). The join's copy and frozen rows count as no node.
-    bool written_by_another_node(TupleTableSlot *local);
+    bool written_by_another_node(Relation rel, TupleTableSlot *local);
 
     // Decides a conflict by the table's resolver and records it (pending
     // until write_pending()); returns what to do. `remote` may be replaced by
@@ -106,9 +109,6 @@ private:
         int64_t local_commit_time = 0;
     };
 
-    // The version written by transaction xmin (a row's or a tombstone's).
-    conflict::Version version_of_xmin(TransactionId xmin);
-    uint64_t node_of_origin(RepOriginId origin);
     void insert_history_row(const Pending &conflict, const char *message);
     void count(conflict::Type type);
     // Whether this failure (of this remote transaction, same conflict type)
@@ -117,7 +117,7 @@ private:
 
     const ApplyIdentity &identity_;
     const Position &position_;
-    std::unordered_map<RepOriginId, uint64_t> origin_nodes_;
+    versions::Reader versions_;
     std::vector<Pending> pending_;
 };
 

@@ -35,6 +35,7 @@
 #include "origins.hpp"
 #include "remote.hpp"
 #include "spi.hpp"
+#include "tombstones.hpp"
 #include "walstream.hpp"
 #include "xact_end.hpp"
 
@@ -142,6 +143,17 @@ struct Member {
     std::string dsn;
     uint64_t consistent_point = 0;  // where our slot on it starts
 };
+
+// One copied version, by table name here ($1 schema, $2 table, $3 key,
+// $4 commit time in µs since the Unix epoch, $5 node id).
+#define PGMESH_COPIED_VERSION                                                                \
+    "(relid, key, commit_time, node_id) SELECT c.oid, $3::pg_catalog.text[], "               \
+    "'epoch'::pg_catalog.timestamptz + $4::pg_catalog.int8 * interval '1 microsecond', "     \
+    "$5::pg_catalog.int8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid " \
+    "= c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 ON CONFLICT DO NOTHING"
+constexpr const char *kCopiedRowVersion = "INSERT INTO pgmesh.row_version " PGMESH_COPIED_VERSION;
+constexpr const char *kCopiedTombstone = "INSERT INTO pgmesh.tombstone " PGMESH_COPIED_VERSION;
+#undef PGMESH_COPIED_VERSION
 
 class Join {
 public:
@@ -265,7 +277,38 @@ private:
 
     void copy_data() {
         dump_restore::copy(join_using_dsn_, node_dsn_, snapshot_);
-        target_repl_.reset();  // the snapshot is no longer needed
+    }
+
+    // The copy keeps each row's version, and the target's tombstones with
+    // theirs (versions.hpp): a copied row wins or loses against a change
+    // streamed in later exactly as it would have on the target. Read in the
+    // copy's snapshot, a batch at a time; written after the local slots are
+    // made (a transaction that wrote cannot make them).
+    void copy_versions() {
+        PGconn *t = target_.get();
+        remote::exec(t, "BEGIN ISOLATION LEVEL REPEATABLE READ", PGRES_COMMAND_OK);
+        remote::exec(t, "SET TRANSACTION SNAPSHOT " + remote::quote_literal(t, snapshot_),
+                     PGRES_COMMAND_OK);
+        remote::exec(t,
+                     "DECLARE pgmesh_versions NO SCROLL CURSOR FOR SELECT table_schema, "
+                     "table_name, key::text, deleted, (extract(epoch FROM commit_time) "
+                     "* 1000000)::int8, node_id FROM pgmesh.versions_for_copy()",
+                     PGRES_COMMAND_OK);
+        for (;;) {
+            remote::Result batch = remote::exec(t, "FETCH 10000 FROM pgmesh_versions");
+            int rows = PQntuples(batch.get());
+            for (int i = 0; i < rows; i++) {
+                bool deleted = remote::value(batch.get(), i, 3) == "t";
+                spi::query(deleted ? kCopiedTombstone : kCopiedRowVersion,
+                           {spi::text_or_null(remote::value(batch.get(), i, 0)),
+                            spi::text_or_null(remote::value(batch.get(), i, 1)),
+                            spi::text_or_null(remote::value(batch.get(), i, 2)),
+                            spi::text_or_null(remote::value(batch.get(), i, 4)),
+                            spi::text_or_null(remote::value(batch.get(), i, 5))});
+            }
+            if (rows == 0) break;
+        }
+        remote::exec(t, "COMMIT", PGRES_COMMAND_OK);
     }
 
     void create_local_slots() {
@@ -280,6 +323,8 @@ private:
     }
 
     void write_catalog() {
+        copy_versions();
+        target_repl_.reset();  // the snapshot is no longer needed
         origins::advance(origins::find_or_create(node::origin_name(*target_id_)), target_point_);
         for (const Member &m : members_) {
             // Changes from m that the target had applied by the snapshot are
@@ -292,6 +337,8 @@ private:
                              std::max(m.consistent_point, applied_at_target));
         }
         write_as_copy();
+        // Tables of a target that lacked them get the tombstone triggers.
+        pg::call([] { tombstones::add_triggers_everywhere(); });
         auto column = [](const remote::Result &r, int row, int col) {
             return spi::text_or_null(remote::value(r.get(), row, col));
         };

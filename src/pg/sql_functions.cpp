@@ -2,6 +2,7 @@
 // arguments and call C++ through pg::entry.
 #include <string>
 
+#include "catalog.hpp"
 #include "conflict_admin.hpp"
 #include "guard.hpp"
 #include "node_admin.hpp"
@@ -9,6 +10,7 @@
 #include "shmem.hpp"
 #include "settings.hpp"
 #include "tombstones.hpp"
+#include "versions.hpp"
 
 namespace {
 
@@ -44,6 +46,21 @@ PG_FUNCTION_INFO_V1(pgmesh_skip_transaction);
 PG_FUNCTION_INFO_V1(pgmesh_global_lock_info);
 PG_FUNCTION_INFO_V1(pgmesh_node_changed);
 PG_FUNCTION_INFO_V1(pgmesh_record_tombstone);
+PG_FUNCTION_INFO_V1(pgmesh_versions_for_copy);
+
+// What a joining node copies besides the data (versions.hpp).
+Datum pgmesh_versions_for_copy(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        pgmesh::catalog::Nodes nodes = pgmesh::catalog::read_nodes();
+        pgmesh::versions::Reader reader(nodes.require_local().id, nodes.copied_until);
+        pgmesh::pg::call([&] {
+            InitMaterializedSRF(fcinfo, 0);
+            pgmesh::versions::put_versions_for_copy(
+                reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo), reader);
+        });
+        return (Datum)0;
+    });
+}
 
 // The triggers pgmesh_tombstone (AFTER DELETE FOR EACH ROW) and
 // pgmesh_truncate (AFTER TRUNCATE) of every replicated table

@@ -93,27 +93,39 @@ Datum whole_table_key() {
     return PointerGetDatum(construct_empty_array(TEXTOID));
 }
 
-std::optional<TransactionId> find(Oid relid, Datum key) {
+std::optional<conflict::Version> find(Oid relid, Datum key, versions::Reader &reader) {
     Relation rel = table_open(tombstone_relid(), AccessShareLock);
     HeapTuple tuple = nullptr;
     bool found = find_tuple(rel, relid, key, &tuple);
+    std::optional<conflict::Version> version;
+    if (found) {
+        bool null_time = false;
+        bool null_node = false;
+        Datum time = heap_getattr(tuple, 3, RelationGetDescr(rel), &null_time);
+        Datum node = heap_getattr(tuple, 4, RelationGetDescr(rel), &null_node);
+        if (!null_time && !null_node)
+            version = conflict::Version{DatumGetTimestampTz(time),
+                                        static_cast<uint64_t>(DatumGetInt64(node))};
+        else
+            version = reader.of_xmin(HeapTupleHeaderGetXmin(tuple->t_data));
+    }
     table_close(rel, AccessShareLock);
-    if (!found) return std::nullopt;
-    return HeapTupleHeaderGetXmin(tuple->t_data);
+    return version;
 }
 
 void record(Oid relid, Datum key) {
     Relation rel = table_open(tombstone_relid(), RowExclusiveLock);
     HeapTuple old = nullptr;
+    // The version is this transaction's xmin: no version of its own.
+    Datum values[4] = {ObjectIdGetDatum(relid), key, 0, 0};
+    bool nulls[4] = {false, false, true, true};
     if (!find_tuple(rel, relid, key, &old)) {
-        Datum values[2] = {ObjectIdGetDatum(relid), key};
-        bool nulls[2] = {false, false};
-        HeapTuple tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-        CatalogTupleInsert(rel, tuple);
+        CatalogTupleInsert(rel, heap_form_tuple(RelationGetDescr(rel), values, nulls));
     } else if (!TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(old->t_data))) {
-        // Rewritten as it is: the new row version carries this
-        // transaction's xmin, hence its commit time and origin.
-        CatalogTupleUpdate(rel, &old->t_self, old);
+        // Rewritten: the new row version carries this transaction's xmin,
+        // hence its commit time and origin.
+        HeapTuple tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+        CatalogTupleUpdate(rel, &old->t_self, tuple);
     }
     table_close(rel, RowExclusiveLock);
 }

@@ -13,7 +13,9 @@
 
 #include <optional>
 
+#include "conflict.hpp"
 #include "postgres_headers.hpp"
+#include "versions.hpp"
 
 namespace pgmesh::tombstones {
 
@@ -27,12 +29,12 @@ Datum key_of(Relation rel, const Datum *values, const bool *isnull);
 // table: an empty text[].
 Datum whole_table_key();
 
-// The xmin of the key's tombstone (whose commit timestamp and origin are
-// its version), if there is one.
-std::optional<TransactionId> find(Oid relid, Datum key);
+// The version of the key's tombstone, if there is one: its own columns'
+// for a tombstone the join copied, else its xmin's.
+std::optional<conflict::Version> find(Oid relid, Datum key, versions::Reader &reader);
 
 // Records the key's tombstone with this transaction's version: inserted,
-// or the existing one rewritten.
+// or the existing one rewritten (a copied version it carried goes).
 void record(Oid relid, Datum key);
 
 // Adds the triggers pgmesh_tombstone (AFTER DELETE FOR EACH ROW) and

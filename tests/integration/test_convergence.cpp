@@ -262,5 +262,50 @@ TEST_F(ConvergenceTest, TombstonesAreCollectedOnceEveryPeerHasCaughtUp) {
     expect_rows_everywhere("t", "");
 }
 
+class JoinConvergenceTest : public ConvergenceTest {
+protected:
+    std::optional<MeshOptions> cluster_options() const override {
+        return MeshOptions{.nodes = 3, .form_mesh = false};
+    }
+};
+
+// Node3 joins by copying node1. The copy keeps every row's version (commit
+// time and origin node) and every tombstone with its version, as node1 has
+// them: pgmesh.versions_for_copy() on node1 lists exactly what node3
+// recorded. A copied row then meets later changes as the row it was copied
+// from: node2's update of a row node1 wrote last is an origin conflict on
+// node3 as on node1, not a change to a row of no node.
+TEST_F(JoinConvergenceTest, ACopiedRowKeepsItsVersion) {
+    for (int n = 1; n <= 3; n++) cluster().create_extension(n);
+    cluster().create_group(1);
+    cluster().join_group(2, 1);
+    for (int n = 1; n <= 2; n++) exec(n, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+    exec(1, "INSERT INTO t VALUES (1, 'by node1'), (2, 'by node1'), (3, 'by node1')");
+    wait_for_sync(1);
+    exec(2, "UPDATE t SET v = 'by node2' WHERE id = 2");
+    exec(2, "DELETE FROM t WHERE id = 3");
+    wait_for_sync(2);
+    wait_for_sync(1);
+    std::string at_node1 = query_value(
+        1,
+        "SELECT string_agg(format('%s %s %s %s %s', table_name, key, deleted, commit_time, "
+        "node_id), ', ' ORDER BY deleted, key) FROM pgmesh.versions_for_copy()");
+    cluster().join_group(3, 1);
+    std::string copied = query_value(
+        3,
+        "SELECT string_agg(format('%s %s %s %s %s', c.relname, v.key, v.deleted, "
+        "v.commit_time, v.node_id), ', ' ORDER BY v.deleted, v.key) FROM (SELECT relid, key, "
+        "false AS deleted, commit_time, node_id FROM pgmesh.row_version UNION ALL SELECT "
+        "relid, key, true, commit_time, node_id FROM pgmesh.tombstone) v JOIN pg_class c ON "
+        "c.oid = v.relid");
+    EXPECT_EQ(copied, at_node1);
+    EXPECT_NE(at_node1.find("{3} t"), std::string::npos) << at_node1;  // the tombstone
+    exec(2, "UPDATE t SET v = 'later by node2' WHERE id = 1");
+    wait_for_sync_all();
+    expect_rows_everywhere("t", "(1,\"later by node2\"),(2,\"by node2\")");
+    EXPECT_EQ(history(3, "t"), "update_origin_differs:apply_remote");
+    no_apply_errors();
+}
+
 }  // namespace
 }  // namespace pgmesh::test
