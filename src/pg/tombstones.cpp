@@ -132,7 +132,10 @@ void record(Oid relid, Datum key) {
 
 void add_trigger(Oid relid) {
     Relation rel = table_open(relid, ShareRowExclusiveLock);
-    if (replicated::is_replicated(rel)) {
+    // pgmesh's own replicated tables (node, conflict_resolver) are not
+    // users' data: no tombstones.
+    if (replicated::is_replicated(rel) &&
+        RelationGetNamespace(rel) != get_namespace_oid("pgmesh", false)) {
         if (!has_trigger(rel, kDeleteTrigger))
             create_trigger(rel, kDeleteTrigger, true, TRIGGER_TYPE_DELETE);
         if (!has_trigger(rel, kTruncateTrigger))

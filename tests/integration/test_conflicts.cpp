@@ -401,9 +401,35 @@ protected:
     std::optional<MeshOptions> cluster_options() const override { return MeshOptions{.nodes = 3}; }
 };
 
+// Three writers over 100 keys (inserts, updates, deletes: keys are deleted
+// and inserted again all the time), while each node holds one other
+// node's stream for random stretches (fault point apply_begin@<origin>):
+// deletes, re-inserts and updates of a key arrive in different orders on
+// different nodes. Every node must end the same.
 TEST_F(RandomizedConflictTest, ConcurrentWritersOnFewKeysConverge) {
     exec_all("CREATE TABLE hot (id int PRIMARY KEY, v text, n int)");
+    std::mt19937 seed_rng(4242);
+    std::vector<pq::Connection> gates;
+    for (int n = 1; n <= node_count(); n++) {
+        int origin = 1 + static_cast<int>((n + seed_rng() % 2) % node_count());  // not n itself
+        gates.push_back(connect(n));
+        arm_workers(n, "apply_begin@node" + std::to_string(origin));
+        std::cout << "[measure] node" << n << " holds node" << origin << "'s stream at times\n";
+    }
     std::atomic<bool> stop{false};
+    // Holds for 0.1-1.5 s, then lets go for 0.1-1 s, per node.
+    std::thread delays([&] {
+        std::mt19937 rng(77);
+        std::vector<bool> held(gates.size(), false);
+        while (!stop) {
+            size_t i = rng() % gates.size();
+            gates[i].exec(held[i] ? "SELECT pg_advisory_unlock_all()"
+                                  : "SELECT pg_advisory_lock(hashtext('pgmesh fault apply_begin'))");
+            held[i] = !held[i];
+            std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 900));
+        }
+        for (auto &g : gates) g.exec("SELECT pg_advisory_unlock_all()");
+    });
     std::vector<std::thread> writers;
     std::vector<long> ops(node_count() + 1, 0);
     for (int n = 1; n <= node_count(); n++) {
@@ -438,6 +464,7 @@ TEST_F(RandomizedConflictTest, ConcurrentWritersOnFewKeysConverge) {
     std::this_thread::sleep_for(30s);
     stop = true;
     for (auto &w : writers) w.join();
+    delays.join();
     wait_for_sync_all(120);
     EXPECT_TRUE(verify_all());
     long total_ops = 0;
