@@ -14,7 +14,9 @@ constexpr Type kAllTypes[] = {Type::kInsertExists,
                               Type::kDeleteOriginDiffers,
                               Type::kDeleteMissing,
                               Type::kMultipleUniqueConflicts,
-                              Type::kApplyError};
+                              Type::kApplyError,
+                              Type::kInsertDeleted,
+                              Type::kUpdateDeleted};
 
 TEST(Conflict, NewerComparesTimeThenNodeId) {
     EXPECT_TRUE(newer({200, 1}, {100, 9}));
@@ -48,26 +50,69 @@ TEST(Conflict, FirstUpdateWinsKeepsTheOlder) {
 }
 
 TEST(Conflict, Defaults) {
-    EXPECT_EQ(default_resolver(Type::kInsertExists), Resolver::kLastUpdateWins);
-    EXPECT_EQ(default_resolver(Type::kUpdateOriginDiffers), Resolver::kLastUpdateWins);
-    EXPECT_EQ(default_resolver(Type::kUpdateExists), Resolver::kLastUpdateWins);
-    // Delete wins over a concurrent update, from either side.
+    // Last update wins for every change that meets a row, a tombstone or
+    // nothing; errors stop apply.
+    for (Type t : {Type::kInsertExists, Type::kUpdateOriginDiffers, Type::kUpdateExists,
+                   Type::kUpdateMissing, Type::kDeleteOriginDiffers, Type::kDeleteMissing,
+                   Type::kInsertDeleted, Type::kUpdateDeleted})
+        EXPECT_EQ(default_resolver(t), Resolver::kLastUpdateWins) << name(t);
+    // Against nothing, the change wins: an update re-creates its row, a
+    // delete leaves its tombstone.
     EXPECT_EQ(resolve(Type::kUpdateMissing, default_resolver(Type::kUpdateMissing), {}, {9, 9}),
-              Resolution::kSkip);
-    EXPECT_EQ(resolve(Type::kDeleteOriginDiffers, default_resolver(Type::kDeleteOriginDiffers),
-                      {900, 1}, {100, 2}),
               Resolution::kApplyRemote);
     EXPECT_EQ(resolve(Type::kDeleteMissing, default_resolver(Type::kDeleteMissing), {}, {1, 1}),
-              Resolution::kSkip);
+              Resolution::kApplyRemote);
+    // A delete no longer wins over a newer row.
+    EXPECT_EQ(resolve(Type::kDeleteOriginDiffers, default_resolver(Type::kDeleteOriginDiffers),
+                      {900, 1}, {100, 2}),
+              Resolution::kKeepLocal);
     EXPECT_EQ(default_resolver(Type::kMultipleUniqueConflicts), Resolver::kError);
     EXPECT_EQ(default_resolver(Type::kApplyError), Resolver::kError);
     for (Type t : kAllTypes) EXPECT_TRUE(allowed(t, default_resolver(t))) << name(t);
 }
 
+TEST(Conflict, ClassifyByWhatTheKeyHolds) {
+    using Kind = KeyState::Kind;
+    const uint64_t peer = 2;
+    KeyState nothing{Kind::kNothing, {}};
+    KeyState row_of_other{Kind::kRow, {100, 3}};
+    KeyState row_of_peer{Kind::kRow, {100, peer}};
+    KeyState frozen_row{Kind::kRow, {0, 0}};
+    KeyState tombstone_of_other{Kind::kTombstone, {100, 3}};
+    KeyState tombstone_of_peer{Kind::kTombstone, {100, peer}};
+    EXPECT_EQ(classify(Change::kInsert, nothing, peer), std::nullopt);
+    EXPECT_EQ(classify(Change::kUpdate, nothing, peer), Type::kUpdateMissing);
+    EXPECT_EQ(classify(Change::kDelete, nothing, peer), Type::kDeleteMissing);
+    EXPECT_EQ(classify(Change::kInsert, row_of_other, peer), Type::kInsertExists);
+    EXPECT_EQ(classify(Change::kUpdate, row_of_other, peer), Type::kUpdateOriginDiffers);
+    EXPECT_EQ(classify(Change::kDelete, row_of_other, peer), Type::kDeleteOriginDiffers);
+    EXPECT_EQ(classify(Change::kInsert, tombstone_of_other, peer), Type::kInsertDeleted);
+    EXPECT_EQ(classify(Change::kUpdate, tombstone_of_other, peer), Type::kUpdateDeleted);
+    EXPECT_EQ(classify(Change::kDelete, tombstone_of_other, peer), Type::kDeleteMissing);
+    // The peer's own writes and frozen rows: its stream is in order.
+    for (const KeyState &own : {row_of_peer, tombstone_of_peer, frozen_row})
+        for (Change c : {Change::kInsert, Change::kUpdate, Change::kDelete})
+            EXPECT_EQ(classify(c, own, peer), std::nullopt);
+}
+
+TEST(Conflict, OutcomeFollowsTheResolution) {
+    EXPECT_EQ(outcome(Change::kInsert, std::nullopt), Outcome::kRemoteRow);
+    EXPECT_EQ(outcome(Change::kUpdate, Resolution::kApplyRemote), Outcome::kRemoteRow);
+    EXPECT_EQ(outcome(Change::kDelete, std::nullopt), Outcome::kRemoteDelete);
+    EXPECT_EQ(outcome(Change::kDelete, Resolution::kApplyRemote), Outcome::kRemoteDelete);
+    for (Change c : {Change::kInsert, Change::kUpdate, Change::kDelete}) {
+        EXPECT_EQ(outcome(c, Resolution::kKeepLocal), Outcome::kUnchanged);
+        EXPECT_EQ(outcome(c, Resolution::kSkip), Outcome::kUnchanged);
+    }
+}
+
 TEST(Conflict, AllowedCombinations) {
-    EXPECT_FALSE(allowed(Type::kUpdateMissing, Resolver::kLastUpdateWins));
+    EXPECT_TRUE(allowed(Type::kUpdateMissing, Resolver::kLastUpdateWins));
     EXPECT_TRUE(allowed(Type::kUpdateMissing, Resolver::kApplyRemote));
-    EXPECT_FALSE(allowed(Type::kDeleteMissing, Resolver::kUserFunction));
+    // No local row to hand a function.
+    for (Type t : {Type::kDeleteMissing, Type::kUpdateMissing, Type::kInsertDeleted,
+                   Type::kUpdateDeleted})
+        EXPECT_FALSE(allowed(t, Resolver::kUserFunction)) << name(t);
     EXPECT_FALSE(allowed(Type::kApplyError, Resolver::kKeepLocal));
     EXPECT_FALSE(allowed(Type::kMultipleUniqueConflicts, Resolver::kLastUpdateWins));
     EXPECT_TRUE(allowed(Type::kDeleteOriginDiffers, Resolver::kKeepLocal));
@@ -83,6 +128,8 @@ TEST(Conflict, SimpleResolvers) {
         EXPECT_EQ(resolve(t, Resolver::kError, {100, 1}, {500, 2}), Resolution::kError);
     }
     EXPECT_EQ(resolve(Type::kUpdateMissing, Resolver::kKeepLocal, {}, {1, 2}), Resolution::kSkip);
+    EXPECT_EQ(resolve(Type::kUpdateDeleted, Resolver::kKeepLocal, {5, 1}, {1, 2}),
+              Resolution::kSkip);
 }
 
 TEST(Conflict, NamesRoundTrip) {
