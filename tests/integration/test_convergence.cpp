@@ -262,6 +262,49 @@ TEST_F(ConvergenceTest, TombstonesAreCollectedOnceEveryPeerHasCaughtUp) {
     expect_rows_everywhere("t", "");
 }
 
+// Tables with hostile names get their triggers and tombstones like any
+// other; a table an ordinary role creates and deletes from too (the trigger
+// records what the role itself may not write). Ordinary roles read no
+// tombstones and call neither the collection nor the join's copy of
+// versions.
+TEST_F(ConvergenceTest, HostileNamesAndOrdinaryRoles) {
+    const std::string hostile = "\"we\"\"ird; \\name\"";
+    exec_all("CREATE TABLE " + hostile + " (id text PRIMARY KEY)");
+    exec_all("CREATE ROLE app LOGIN");
+    exec_all("GRANT CREATE ON SCHEMA public TO app");
+    for (int n = 1; n <= node_count(); n++) {
+        pq::Connection as_app = connect_as(n, "app");
+        as_app.exec("CREATE TABLE mine (id int PRIMARY KEY)");
+        EXPECT_EQ(query_value(n,
+                              "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('" + hostile +
+                                  "'::regclass, 'mine'::regclass) AND tgname IN "
+                                  "('pgmesh_tombstone', 'pgmesh_truncate')"),
+                  "4")
+            << "node" << n;
+    }
+    exec(1, "INSERT INTO " + hostile + " VALUES ('it''s; a \\key')");
+    pq::Connection app = connect_as(1, "app");
+    app.exec("INSERT INTO mine VALUES (1)");
+    wait_for_sync_all();
+    exec(1, "DELETE FROM " + hostile);
+    app.exec("DELETE FROM mine");
+    wait_for_sync_all();
+    std::string keys =
+        "SELECT string_agg(relid::regclass || ' ' || key::text, ', ' ORDER BY relid) FROM "
+        "pgmesh.tombstone";
+    for (int n = 1; n <= node_count(); n++)
+        EXPECT_EQ(query_value(n, keys),
+                  hostile + " {\"it's; a \\\\key\"}, mine {1}")
+            << "node" << n;
+    expect_error(app, "SELECT * FROM pgmesh.tombstone", "42501");
+    expect_error(app, "DELETE FROM pgmesh.tombstone", "42501");
+    expect_error(app, "SELECT * FROM pgmesh.row_version", "42501");
+    expect_error(app, "SELECT pgmesh.collect_tombstones()", "42501");
+    expect_error(app, "SELECT * FROM pgmesh.versions_for_copy()", "42501");
+    expect_error(app, "SELECT pgmesh.record_tombstone()", "39P01");
+    no_apply_errors();
+}
+
 class JoinConvergenceTest : public ConvergenceTest {
 protected:
     std::optional<MeshOptions> cluster_options() const override {
