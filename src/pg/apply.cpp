@@ -323,8 +323,9 @@ bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
     std::optional<conflict::Type> type =
         conflict::classify(conflict::Change::kInsert, state, identity_.peer_node_id);
     std::optional<conflict::Resolution> resolution;
-    if (type) resolution = conflicts_.decide(cs, map, *type, exists ? local : nullptr, remote,
-                                             state.version);
+    if (type)
+        resolution =
+            conflicts_.decide(cs, map, *type, exists ? local : nullptr, remote, state.version);
     if (conflict::outcome(conflict::Change::kInsert, resolution) == conflict::Outcome::kUnchanged)
         return pg::call([&] {
             end_change(cs);
@@ -337,7 +338,8 @@ bool Applier::apply_insert(RelationMap &map, const proto::Insert &m) {
             end_change(cs);
             return true;
         });
-    int collisions = pg::call([&] { return unique_conflicts(cs, map, remote, nullptr, false, other); });
+    int collisions =
+        pg::call([&] { return unique_conflicts(cs, map, remote, nullptr, false, other); });
     if (collisions == 0)
         return pg::call([&] {
             bool inserted = insert_unless_raced(cs, map, remote);
@@ -483,8 +485,8 @@ bool Applier::update_where_no_row(ChangeState &cs, RelationMap &map, const proto
     if (complete) pg::call([&] { fill_slot(cs, map, m.new_tuple, updated, nullptr); });
     std::optional<conflict::Resolution> resolution;
     if (type) resolution = conflicts_.decide(cs, map, *type, nullptr, remote, state.version);
-    bool recreate = conflict::outcome(conflict::Change::kUpdate, resolution) ==
-                    conflict::Outcome::kRemoteRow;
+    bool recreate =
+        conflict::outcome(conflict::Change::kUpdate, resolution) == conflict::Outcome::kRemoteRow;
     if (recreate && !complete)
         throw pg::Error(
             ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -561,12 +563,13 @@ bool Applier::truncate_keeping_newer_rows(const RelationMap &map) {
     TableScanDesc scan =
         pg::call([&] { return table_beginscan(cs.rel, GetActiveSnapshot(), 0, nullptr); });
     while (pg::call([&] { return table_scan_getnextslot(scan, ForwardScanDirection, row); })) {
-        conflict::KeyState state{conflict::KeyState::Kind::kRow, conflicts_.version_of(cs.rel, row)};
+        conflict::KeyState state{conflict::KeyState::Kind::kRow,
+                                 conflicts_.version_of(cs.rel, row)};
         std::optional<conflict::Type> row_type =
             conflict::classify(conflict::Change::kDelete, state, identity_.peer_node_id);
-        if (!row_type || conflict::resolve(*row_type, resolver, state.version,
-                                           conflicts_.remote_version()) ==
-                             conflict::Resolution::kApplyRemote) {
+        if (!row_type ||
+            conflict::resolve(*row_type, resolver, state.version, conflicts_.remote_version()) ==
+                conflict::Resolution::kApplyRemote) {
             older.push_back(row->tts_tid);
             continue;
         }

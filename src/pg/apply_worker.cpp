@@ -334,7 +334,8 @@ private:
     void handle_message(apply::Applier &applier, const proto::Decoded &message) {
         if (std::holds_alternative<proto::Begin>(message)) applier.skip_transaction_at(skip_lsn());
         applier.handle(message);
-        if (std::holds_alternative<proto::Message>(message) && applier.clock_tick() > caught_up_to_) {
+        if (std::holds_alternative<proto::Message>(message) &&
+            applier.clock_tick() > caught_up_to_) {
             caught_up_to_ = applier.clock_tick();
             update_slot([&](shmem::WorkerSlot &s) {
                 s.caught_up_to = std::max(s.caught_up_to, caught_up_to_);
@@ -412,7 +413,7 @@ private:
     uint64_t peer_id_;
     shmem::WorkerSlot *slot_ = nullptr;
     uint64_t received_lsn_ = 0;
-    int64_t caught_up_to_ = 0;  // the peer's newest clock tick applied
+    int64_t caught_up_to_ = 0;           // the peer's newest clock tick applied
     std::deque<AppliedCommit> pending_;  // applied, local WAL not yet flushed
     uint64_t flushed_remote_ = 0;        // durable here up to this remote LSN
     uint64_t sent_write_ = 0;            // positions last reported

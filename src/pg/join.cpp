@@ -146,9 +146,9 @@ struct Member {
 
 // One copied version, by table name here ($1 schema, $2 table, $3 key,
 // $4 commit time in µs since the Unix epoch, $5 node id).
-#define PGMESH_COPIED_VERSION                                                                \
-    "(relid, key, commit_time, node_id) SELECT c.oid, $3::pg_catalog.text[], "               \
-    "'epoch'::pg_catalog.timestamptz + $4::pg_catalog.int8 * interval '1 microsecond', "     \
+#define PGMESH_COPIED_VERSION                                                                 \
+    "(relid, key, commit_time, node_id) SELECT c.oid, $3::pg_catalog.text[], "                \
+    "'epoch'::pg_catalog.timestamptz + $4::pg_catalog.int8 * interval '1 microsecond', "      \
     "$5::pg_catalog.int8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid " \
     "= c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 ON CONFLICT DO NOTHING"
 constexpr const char *kCopiedRowVersion = "INSERT INTO pgmesh.row_version " PGMESH_COPIED_VERSION;
@@ -275,9 +275,7 @@ private:
         remote::exec(target_.get(), "COMMIT", PGRES_COMMAND_OK);
     }
 
-    void copy_data() {
-        dump_restore::copy(join_using_dsn_, node_dsn_, snapshot_);
-    }
+    void copy_data() { dump_restore::copy(join_using_dsn_, node_dsn_, snapshot_); }
 
     // The copy keeps each row's version, and the target's tombstones with
     // theirs (versions.hpp): a copied row wins or loses against a change

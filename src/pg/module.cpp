@@ -59,11 +59,11 @@ void _PG_init(void) {
                             "How long taking the global DDL lock waits for every node.", nullptr,
                             &pgmesh::settings::ddl_lock_timeout, 60000, 1, INT_MAX, PGC_USERSET,
                             GUC_UNIT_MS, nullptr, nullptr, nullptr);
-    DefineCustomBoolVariable(
-        "pgmesh.tombstones", "Deletes leave tombstones, so that nodes converge in any order.",
-        "Off only to measure what tombstones cost: nodes may then diverge.",
-        &pgmesh::settings::tombstones, true, PGC_SIGHUP, GUC_NOT_IN_SAMPLE, nullptr, nullptr,
-        nullptr);
+    DefineCustomBoolVariable("pgmesh.tombstones",
+                             "Deletes leave tombstones, so that nodes converge in any order.",
+                             "Off only to measure what tombstones cost: nodes may then diverge.",
+                             &pgmesh::settings::tombstones, true, PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
+                             nullptr, nullptr, nullptr);
     DefineCustomIntVariable("pgmesh.max_clock_skew",
                             "How far apart the clocks of the nodes may be.",
                             "Tombstones are collected this much later than every node has "

@@ -49,7 +49,7 @@ struct DatabaseSlot {
     pid_t manager_pid;
     PGPROC *manager_proc;
     bool apply_paused;
-    bool is_node;                // the database has a pgmesh node: keep a manager running
+    bool is_node;  // the database has a pgmesh node: keep a manager running
     // Bumped by every request for a manager (a node was created or joined):
     // a manager that read the catalog before the request must not clear
     // is_node on what it read.

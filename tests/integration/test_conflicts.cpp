@@ -423,8 +423,9 @@ TEST_F(RandomizedConflictTest, ConcurrentWritersOnFewKeysConverge) {
         std::vector<bool> held(gates.size(), false);
         while (!stop) {
             size_t i = rng() % gates.size();
-            gates[i].exec(held[i] ? "SELECT pg_advisory_unlock_all()"
-                                  : "SELECT pg_advisory_lock(hashtext('pgmesh fault apply_begin'))");
+            gates[i].exec(held[i]
+                              ? "SELECT pg_advisory_unlock_all()"
+                              : "SELECT pg_advisory_lock(hashtext('pgmesh fault apply_begin'))");
             held[i] = !held[i];
             std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 900));
         }

@@ -115,7 +115,8 @@ TEST_F(ConvergenceTest, ReinsertRacingAnUpdateOfTheOldRow) {
     expect_rows_everywhere("newest_update", "(1,updated)");
     expect_rows_everywhere("newest_reinsert", "(1,reinserted)");
     // Node2 keeps its newer row against node1's older delete and insert.
-    EXPECT_EQ(history(2, "newest_update"), "delete_origin_differs:keep_local,insert_exists:keep_local");
+    EXPECT_EQ(history(2, "newest_update"),
+              "delete_origin_differs:keep_local,insert_exists:keep_local");
     no_apply_errors();
 }
 
@@ -161,10 +162,10 @@ TEST_F(ConvergenceTest, TwoDeletesLeaveTheSameTombstoneEverywhere) {
     release();
     wait_for_sync_all();
     expect_rows_everywhere("t", "");
-    std::string version =
-        "SELECT pg_xact_commit_timestamp(xmin)::text FROM pgmesh.tombstone";
+    std::string version = "SELECT pg_xact_commit_timestamp(xmin)::text FROM pgmesh.tombstone";
     std::string newest = query_value(2, version);
-    for (int n = 1; n <= node_count(); n++) EXPECT_EQ(query_value(n, version), newest) << "node" << n;
+    for (int n = 1; n <= node_count(); n++)
+        EXPECT_EQ(query_value(n, version), newest) << "node" << n;
     EXPECT_EQ(history(1, "t"), "delete_missing:apply_remote");
     EXPECT_EQ(history(2, "t"), "delete_missing:keep_local");
     no_apply_errors();
@@ -275,10 +276,9 @@ TEST_F(ConvergenceTest, HostileNamesAndOrdinaryRoles) {
     for (int n = 1; n <= node_count(); n++) {
         pq::Connection as_app = connect_as(n, "app");
         as_app.exec("CREATE TABLE mine (id int PRIMARY KEY)");
-        EXPECT_EQ(query_value(n,
-                              "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('" + hostile +
-                                  "'::regclass, 'mine'::regclass) AND tgname IN "
-                                  "('pgmesh_tombstone', 'pgmesh_truncate')"),
+        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('" + hostile +
+                                     "'::regclass, 'mine'::regclass) AND tgname IN "
+                                     "('pgmesh_tombstone', 'pgmesh_truncate')"),
                   "4")
             << "node" << n;
     }
@@ -293,8 +293,7 @@ TEST_F(ConvergenceTest, HostileNamesAndOrdinaryRoles) {
         "SELECT string_agg(relid::regclass || ' ' || key::text, ', ' ORDER BY relid) FROM "
         "pgmesh.tombstone";
     for (int n = 1; n <= node_count(); n++)
-        EXPECT_EQ(query_value(n, keys),
-                  hostile + " {\"it's; a \\\\key\"}, mine {1}")
+        EXPECT_EQ(query_value(n, keys), hostile + " {\"it's; a \\\\key\"}, mine {1}")
             << "node" << n;
     expect_error(app, "SELECT * FROM pgmesh.tombstone", "42501");
     expect_error(app, "DELETE FROM pgmesh.tombstone", "42501");

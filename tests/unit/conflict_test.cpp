@@ -110,8 +110,8 @@ TEST(Conflict, AllowedCombinations) {
     EXPECT_TRUE(allowed(Type::kUpdateMissing, Resolver::kLastUpdateWins));
     EXPECT_TRUE(allowed(Type::kUpdateMissing, Resolver::kApplyRemote));
     // No local row to hand a function.
-    for (Type t : {Type::kDeleteMissing, Type::kUpdateMissing, Type::kInsertDeleted,
-                   Type::kUpdateDeleted})
+    for (Type t :
+         {Type::kDeleteMissing, Type::kUpdateMissing, Type::kInsertDeleted, Type::kUpdateDeleted})
         EXPECT_FALSE(allowed(t, Resolver::kUserFunction)) << name(t);
     EXPECT_FALSE(allowed(Type::kApplyError, Resolver::kKeepLocal));
     EXPECT_FALSE(allowed(Type::kMultipleUniqueConflicts, Resolver::kLastUpdateWins));
