@@ -9,6 +9,7 @@
 #include "group_key.hpp"
 #include "guard.hpp"
 #include "settings.hpp"
+#include "node_admin.hpp"
 #include "shmem.hpp"
 #include "tombstones.hpp"
 
@@ -146,7 +147,11 @@ void after(PlannedStmt *stmt) {
         created = reinterpret_cast<CreateStmt *>(parse)->relation;
     else if (IsA(parse, CreateTableAsStmt))
         created = reinterpret_cast<CreateTableAsStmt *>(parse)->into->rel;
-    if (!created || IsAbortedTransactionBlockState() || !shmem::is_node(MyDatabaseId)) return;
+    // Not in an extension's script (its tables are its own), and only where
+    // pgmesh's shared memory exists (preloaded) and the database is a node.
+    if (!created || creating_extension || !node_admin::loaded_at_startup ||
+        IsAbortedTransactionBlockState() || !shmem::is_node(MyDatabaseId))
+        return;
     pg::call([&] {
         Oid relid = RangeVarGetRelid(created, NoLock, true);
         if (OidIsValid(relid)) tombstones::add_trigger(relid);

@@ -75,6 +75,14 @@ std::pair<std::string_view, std::string_view> split_peer(std::string_view entry)
 // The peer this process's apply worker streams from; empty elsewhere.
 char worker_peer[NAMEDATALEN];
 
+// Waits while another session holds pg_advisory_lock(hashtext(lock_name)).
+void wait_while_held(const char *lock_name) {
+    Datum key = Int64GetDatum(DatumGetInt32(
+        DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID, CStringGetTextDatum(lock_name))));
+    DirectFunctionCall1(pg_advisory_lock_int8, key);
+    DirectFunctionCall1(pg_advisory_unlock_int8, key);
+}
+
 std::optional<Action> armed_action(const char *name) {
     if (!points || !*points) return std::nullopt;
     std::optional<Action> found;
@@ -149,12 +157,13 @@ void point(const char *name) {
             break;
         }
         case Kind::kHold: {
-            char *lock_name = psprintf("pgmesh fault %s", name);
-            Datum key = Int64GetDatum(DatumGetInt32(DirectFunctionCall1Coll(
-                hashtext, DEFAULT_COLLATION_OID, CStringGetTextDatum(lock_name))));
             ereport(LOG, (errmsg("pgmesh fault point \"%s\" holds", name)));
-            DirectFunctionCall1(pg_advisory_lock_int8, key);
-            DirectFunctionCall1(pg_advisory_unlock_int8, key);
+            // The point's lock, then (in an apply worker) the lock of the
+            // point for this worker's peer: a test may hold one stream
+            // without arming the point for that peer alone.
+            wait_while_held(psprintf("pgmesh fault %s", name));
+            if (worker_peer[0] != '\0')
+                wait_while_held(psprintf("pgmesh fault %s@%s", name, worker_peer));
             break;
         }
     }

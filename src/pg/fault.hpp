@@ -9,7 +9,9 @@
 //
 //   hold       (the default) wait while another session of this database
 //              holds pg_advisory_lock(hashtext('pgmesh fault <name>')): the
-//              test chooses when the code goes on. Interruptible.
+//              test chooses when the code goes on. Interruptible. An apply
+//              worker then also waits while 'pgmesh fault <name>@<peer>' is
+//              held, so that one armed point can hold one peer's stream.
 //   error      raise ERROR "pgmesh fault point "<name>" fired" (XX000)
 //   sleep:<ms> sleep that long (interruptible), then go on
 //

@@ -98,17 +98,9 @@ std::optional<conflict::Version> find(Oid relid, Datum key, versions::Reader &re
     HeapTuple tuple = nullptr;
     bool found = find_tuple(rel, relid, key, &tuple);
     std::optional<conflict::Version> version;
-    if (found) {
-        bool null_time = false;
-        bool null_node = false;
-        Datum time = heap_getattr(tuple, 3, RelationGetDescr(rel), &null_time);
-        Datum node = heap_getattr(tuple, 4, RelationGetDescr(rel), &null_node);
-        if (!null_time && !null_node)
-            version = conflict::Version{DatumGetTimestampTz(time),
-                                        static_cast<uint64_t>(DatumGetInt64(node))};
-        else
-            version = reader.of_xmin(HeapTupleHeaderGetXmin(tuple->t_data));
-    }
+    if (found)
+        version = versions::stored_version(tuple, RelationGetDescr(rel), 3)
+                      .value_or(reader.of_xmin(HeapTupleHeaderGetXmin(tuple->t_data)));
     table_close(rel, AccessShareLock);
     return version;
 }

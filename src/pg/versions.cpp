@@ -39,6 +39,16 @@ conflict::Version Reader::of_row(Relation rel, HeapTuple row) {
     return copied.value_or(conflict::Version{});
 }
 
+std::optional<conflict::Version> stored_version(HeapTuple tuple, TupleDesc desc,
+                                                AttrNumber time_attnum) {
+    bool null_time = false;
+    bool null_node = false;
+    Datum time = heap_getattr(tuple, time_attnum, desc, &null_time);
+    Datum node = heap_getattr(tuple, time_attnum + 1, desc, &null_node);
+    if (null_time || null_node) return std::nullopt;
+    return conflict::Version{DatumGetTimestampTz(time), static_cast<uint64_t>(DatumGetInt64(node))};
+}
+
 std::optional<conflict::Version> copied_row_version(Oid relid, Datum key) {
     Oid nsp = get_namespace_oid("pgmesh", false);
     Relation rel = table_open(get_relname_relid("row_version", nsp), AccessShareLock);
@@ -48,15 +58,8 @@ std::optional<conflict::Version> copied_row_version(Oid relid, Datum key) {
     SysScanDesc scan =
         systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, nullptr, 2, keys);
     std::optional<conflict::Version> version;
-    if (HeapTuple tuple = systable_getnext(scan); HeapTupleIsValid(tuple)) {
-        bool null_time = false;
-        bool null_node = false;
-        Datum time = heap_getattr(tuple, 3, RelationGetDescr(rel), &null_time);
-        Datum node = heap_getattr(tuple, 4, RelationGetDescr(rel), &null_node);
-        if (!null_time && !null_node)
-            version = conflict::Version{DatumGetTimestampTz(time),
-                                        static_cast<uint64_t>(DatumGetInt64(node))};
-    }
+    if (HeapTuple tuple = systable_getnext(scan); HeapTupleIsValid(tuple))
+        version = stored_version(tuple, RelationGetDescr(rel), 3);
     systable_endscan(scan);
     table_close(rel, AccessShareLock);
     return version;
@@ -116,16 +119,13 @@ void put_versions_for_copy(ReturnSetInfo *rsinfo, Reader &reader) {
     TableScanDesc all = table_beginscan(tombstones, GetActiveSnapshot(), 0, nullptr);
     TupleDesc desc = RelationGetDescr(tombstones);
     for (HeapTuple t; (t = heap_getnext(all, ForwardScanDirection)) != nullptr;) {
-        bool null[4];
-        Datum relid = heap_getattr(t, 1, desc, &null[0]);
-        Datum key = heap_getattr(t, 2, desc, &null[1]);
-        Datum time = heap_getattr(t, 3, desc, &null[2]);
-        Datum node = heap_getattr(t, 4, desc, &null[3]);
+        bool null_relid = false;
+        bool null_key = false;
+        Datum relid = heap_getattr(t, 1, desc, &null_relid);
+        Datum key = heap_getattr(t, 2, desc, &null_key);
         if (!get_rel_name(DatumGetObjectId(relid))) continue;  // dropped since
         conflict::Version version =
-            !null[2] && !null[3] ? conflict::Version{DatumGetTimestampTz(time),
-                                                     static_cast<uint64_t>(DatumGetInt64(node))}
-                                 : reader.of_xmin(HeapTupleHeaderGetXmin(t->t_data));
+            stored_version(t, desc, 3).value_or(reader.of_xmin(HeapTupleHeaderGetXmin(t->t_data)));
         if (version.node_id != 0) put_version(rsinfo, DatumGetObjectId(relid), key, true, version);
     }
     table_endscan(all);

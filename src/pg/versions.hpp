@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <unordered_map>
 
 #include "conflict.hpp"
@@ -45,6 +46,11 @@ private:
     int64_t copied_until_;
     std::unordered_map<RepOriginId, uint64_t> origin_nodes_;
 };
+
+// A version stored in two columns of a tuple, commit time at `time_attnum`
+// and node id right after it; nullopt when either is NULL.
+std::optional<conflict::Version> stored_version(HeapTuple tuple, TupleDesc desc,
+                                                AttrNumber time_attnum);
 
 // The recorded version of a row of the join's copy, if any.
 std::optional<conflict::Version> copied_row_version(Oid relid, Datum key);

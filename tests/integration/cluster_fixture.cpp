@@ -233,6 +233,23 @@ std::string MeshTest::server_log(int node) const {
     return text.str();
 }
 
+void MeshTest::exec_all(std::string_view sql) {
+    for (int n = 1; n <= node_count(); n++) exec(n, sql);
+}
+
+void MeshTest::expect_no_apply_errors() {
+    for (int n = 1; n <= node_count(); n++) {
+        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.status WHERE last_error IS NOT NULL"),
+                  "0")
+            << "node" << n;
+        EXPECT_EQ(query_value(n,
+                              "SELECT count(*) FROM pgmesh.conflict_history WHERE resolution = "
+                              "'error'"),
+                  "0")
+            << "node" << n;
+    }
+}
+
 void MeshTest::arm_workers(int node, std::string_view points) {
     exec(node, "ALTER DATABASE pgmesh SET pgmesh.fault_points = '" + std::string(points) + "'");
     restart_apply_workers(node);

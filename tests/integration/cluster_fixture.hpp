@@ -115,6 +115,8 @@ protected:
 
     // SQL on the node's shared session; SQL errors throw pq::Error.
     void exec(int node, std::string_view sql);
+    // The same on every node, one after the other.
+    void exec_all(std::string_view sql);
     // The single value of a one-row, one-column result; throws on NULL.
     std::string query_value(int node, std::string_view sql);
     std::optional<std::string> query_nullable(int node, std::string_view sql);
@@ -172,6 +174,10 @@ protected:
     void restart_apply_workers(int node);
     // Sessions of `node` waiting for an advisory lock (a held fault point).
     int advisory_waiters(int node);
+
+    // No peer's apply is stopped on an error, and no node's conflict history
+    // records one (not even one that a retry got past).
+    void expect_no_apply_errors();
 
     // Compares all user tables on all nodes like `pgmesh verify`. Records a
     // test failure showing the comparison when they differ; returns whether

@@ -42,22 +42,6 @@ protected:
     std::string relation_count(std::string_view name) {
         return "SELECT count(*) FROM pg_class WHERE relname = '" + std::string(name) + "'";
     }
-
-    // No peer stopped on an error, and none was recorded.
-    void expect_no_apply_errors() {
-        for (int n = 1; n <= node_count(); n++) {
-            EXPECT_EQ(query_value(n,
-                                  "SELECT count(*) FROM pgmesh.status WHERE last_error IS NOT "
-                                  "NULL"),
-                      "0")
-                << "node" << n;
-            EXPECT_EQ(query_value(n,
-                                  "SELECT count(*) FROM pgmesh.conflict_history WHERE "
-                                  "resolution = 'error'"),
-                      "0")
-                << "node" << n;
-        }
-    }
 };
 
 TEST_F(DdlTest, ReplicatedDdlNeedsPermissionUnderEitherName) {

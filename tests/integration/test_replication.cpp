@@ -15,9 +15,6 @@ protected:
     std::optional<MeshOptions> cluster_options() const override { return MeshOptions{.nodes = 3}; }
 
     // DDL is not replicated yet: every node gets the same statement.
-    void exec_all(std::string_view sql) {
-        for (int n = 1; n <= node_count(); n++) exec(n, sql);
-    }
 };
 
 TEST_F(ReplicationTest, ConcurrentWritersOnDisjointKeysConverge) {

@@ -22,9 +22,6 @@ class SecurityTest : public MeshTest {
 protected:
     std::optional<MeshOptions> cluster_options() const override { return MeshOptions{.nodes = 2}; }
 
-    void exec_all(std::string_view sql) {
-        for (int n = 1; n <= node_count(); n++) exec(n, sql);
-    }
     void exec_all_as(std::string_view role, std::string_view sql) {
         for (int n = 1; n <= node_count(); n++) connect_as(n, role).exec(sql);
     }
