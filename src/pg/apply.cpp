@@ -567,9 +567,13 @@ bool Applier::truncate_keeping_newer_rows(const RelationMap &map) {
                                  conflicts_.version_of(cs.rel, row)};
         std::optional<conflict::Type> row_type =
             conflict::classify(conflict::Change::kDelete, state, identity_.peer_node_id);
-        if (!row_type ||
-            conflict::resolve(*row_type, resolver, state.version, conflicts_.remote_version()) ==
-                conflict::Resolution::kApplyRemote) {
+        std::optional<conflict::Resolution> decided;
+        if (row_type)
+            decided =
+                conflict::resolve(*row_type, resolver, state.version, conflicts_.remote_version());
+        if (decided == conflict::Resolution::kError)
+            conflicts_.decide(cs, map, *row_type, row, none);  // throws: apply stops
+        if (!decided || decided == conflict::Resolution::kApplyRemote) {
             older.push_back(row->tts_tid);
             continue;
         }
