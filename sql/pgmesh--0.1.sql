@@ -214,6 +214,10 @@ SELECT n.node_id AS peer_node_id,
 -- every minute; returns how many went.
 CREATE FUNCTION pgmesh.collect_tombstones() RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    -- Waits for the transactions writing tombstones, and keeps new ones
+    -- out while it runs: a tombstone a writer found must not go before it
+    -- rewrites it.
+    LOCK TABLE pgmesh.tombstone IN SHARE ROW EXCLUSIVE MODE;
     WITH horizon AS (
         SELECT CASE WHEN bool_or(caught_up_to IS NULL) THEN '-infinity'::timestamptz
                     ELSE coalesce(min(caught_up_to), now()) END

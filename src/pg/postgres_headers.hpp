@@ -75,6 +75,7 @@ extern "C" {
 #include "utils/varlena.h"
 #include "utils/datum.h"
 #include "utils/array.h"
+#include "common/hashfn.h"
 #include "utils/acl.h"
 #include "utils/rls.h"
 #include "catalog/objectaddress.h"

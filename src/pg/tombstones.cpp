@@ -59,6 +59,23 @@ bool find_tuple(Relation rel, Oid relid, Datum key, HeapTuple *copy) {
     return found;
 }
 
+// Advisory lock tags of tombstone writers (field4; the write gate's is
+// 0x504D): SQL's advisory locks use 1 and 2, so no session can take them.
+constexpr uint16 kTombstoneField = 0x5054;
+
+// Serializes the writers of one key's tombstone (a local DELETE, apply
+// workers of several peers) until their transactions end, so that each
+// finds the one before it committed, not in flight. Keys that share a hash
+// only wait for each other.
+void lock_key(Oid relid, Datum key) {
+    auto *array = DatumGetArrayTypeP(key);
+    uint32 hash =
+        DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char *>(array), VARSIZE(array)));
+    LOCKTAG tag;
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, relid, hash, kTombstoneField);
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
 }  // namespace
 
 Datum key_of(Relation rel, const Datum *values, const bool *isnull) {
@@ -106,7 +123,11 @@ std::optional<conflict::Version> find(Oid relid, Datum key, versions::Reader &re
 }
 
 void record(Oid relid, Datum key) {
+    // RowExclusiveLock also keeps pgmesh.collect_tombstones() out until this
+    // transaction ends (it locks the table in SHARE ROW EXCLUSIVE mode): a
+    // tombstone found here is not deleted under us.
     Relation rel = table_open(tombstone_relid(), RowExclusiveLock);
+    lock_key(relid, key);
     HeapTuple old = nullptr;
     // The version is this transaction's xmin: no version of its own.
     Datum values[4] = {ObjectIdGetDatum(relid), key, 0, 0};

@@ -260,6 +260,32 @@ TEST_F(ConvergenceTest, TombstonesAreCollectedOnceEveryPeerHasCaughtUp) {
     EXPECT_EQ(query_value(1, "SELECT pgmesh.collect_tombstones()"), "1");
     wait_for_sync_all();
     expect_rows_everywhere("t", "");
+
+    // A DELETE that rewrites a tombstone the collection is removing waits
+    // for the collection to commit, then writes a new one.
+    exec(1, "INSERT INTO t VALUES (3)");
+    exec(1, "DELETE FROM t WHERE id = 3");
+    exec(1, "INSERT INTO t VALUES (3)");
+    ASSERT_TRUE(wait_until([&] { return query_value(1, peers_past_it) == "2"; }, 30s));
+    pq::Connection collector = connect(1);
+    collector.exec("BEGIN");
+    EXPECT_EQ(collector.query_value("SELECT pgmesh.collect_tombstones()").value_or(""), "1");
+    std::string deleted;
+    std::thread deleter([&] {
+        try {
+            connect(1).exec("DELETE FROM t WHERE id = 3");
+            deleted = "ok";
+        } catch (const pq::Error &e) {
+            deleted = e.what();
+        }
+    });
+    ASSERT_TRUE(wait_until(
+        [&] { return query_value(1, "SELECT count(*) FROM pg_locks WHERE NOT granted") != "0"; },
+        10s));
+    collector.exec("COMMIT");
+    deleter.join();
+    EXPECT_EQ(deleted, "ok");
+    EXPECT_EQ(tombstones(1), 1);
 }
 
 // Tables with hostile names get their triggers and tombstones like any
