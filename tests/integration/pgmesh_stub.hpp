@@ -34,7 +34,8 @@ CREATE VIEW pgmesh.status AS
            0.25::double precision AS apply_lag_seconds,
            now() AS last_applied_commit_time, 0::bigint AS conflicts,
            '{}'::jsonb AS conflicts_by_type, NULL::text AS last_error,
-           false AS waiting_for_global_lock;
+           false AS waiting_for_global_lock, now() AS caught_up_to,
+           false AS holds_back_tombstones;
 )sql";
 
 }  // namespace pgmesh::test

@@ -53,10 +53,12 @@ protected:
                 rest = rest.subspan(used);
             }
             // The manager's global lock RESET, sent once when it starts
-            // (docs/ddl.md), may land in any test's slot: not what these
-            // tests look at.
+            // (docs/ddl.md), and its clock ticks, every 5 s (docs/conflicts.md),
+            // may land in any test's slot: not what these tests look at.
             const auto *lone = frame.size() == 1 ? std::get_if<proto::Message>(&frame[0]) : nullptr;
-            if (lone && !lone->transactional && lone->prefix == "pgmesh_lock") continue;
+            if (lone && !lone->transactional &&
+                (lone->prefix == "pgmesh_lock" || lone->prefix == "pgmesh_clock"))
+                continue;
             frame_sizes_.push_back(frame_size);
             out.insert(out.end(), frame.begin(), frame.end());
         }
