@@ -8,7 +8,11 @@ CREATE TABLE pgmesh.node (
     node_name  text NOT NULL UNIQUE CHECK (node_name ~ '^[A-Za-z0-9_.-]{1,48}$'),
     dsn        text NOT NULL,
     state      text NOT NULL CHECK (state IN ('joining', 'ready', 'parted')),
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- Small and never reused in the group: the node's part of the ids
+    -- pgmesh.snowflake_nextval hands out. Given by the join target, one join
+    -- at a time; a parted node keeps its row, and so its number.
+    node_number integer NOT NULL UNIQUE CHECK (node_number BETWEEN 1 AND 1023)
 );
 
 -- Which row of pgmesh.node is this database. Never replicated.
@@ -42,7 +46,7 @@ CREATE FUNCTION pgmesh.mask_dsn(dsn text) RETURNS text
 
 CREATE VIEW pgmesh.nodes AS
 SELECT n.node_id, n.node_name, pgmesh.mask_dsn(n.dsn) AS dsn, n.state,
-       (l.node_id IS NOT NULL) AS is_local
+       (l.node_id IS NOT NULL) AS is_local, n.node_number
   FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id)
  ORDER BY n.node_name;
 

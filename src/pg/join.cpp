@@ -231,8 +231,9 @@ private:
 
     void announce_joining() {
         remote::exec_params(target_.get(),
-                            "INSERT INTO pgmesh.node (node_id, node_name, dsn, state) "
-                            "VALUES ($1, $2, $3, $4)",
+                            "INSERT INTO pgmesh.node (node_id, node_name, dsn, state, "
+                            "node_number) SELECT $1, $2, $3, $4, "
+                            "coalesce(max(node_number), 0) + 1 FROM pgmesh.node",
                             {std::to_string(id_), node_name_, node_dsn_,
                              std::string(node::name(node::State::kJoining))},
                             PGRES_COMMAND_OK);
@@ -264,8 +265,8 @@ private:
         remote::exec(target_.get(),
                      "SET TRANSACTION SNAPSHOT " + remote::quote_literal(target_.get(), snapshot_),
                      PGRES_COMMAND_OK);
-        snapshot_nodes_ =
-            remote::exec(target_.get(), "SELECT node_id, node_name, dsn, state FROM pgmesh.node");
+        snapshot_nodes_ = remote::exec(
+            target_.get(), "SELECT node_id, node_name, dsn, state, node_number FROM pgmesh.node");
         snapshot_resolvers_ =
             remote::exec(target_.get(),
                          "SELECT table_schema, table_name, conflict_type, resolver FROM "
@@ -342,10 +343,11 @@ private:
         };
         for (int i = 0; i < PQntuples(snapshot_nodes_.get()); i++)
             spi::query(
-                "INSERT INTO pgmesh.node (node_id, node_name, dsn, state) "
-                "VALUES ($1::pg_catalog.int8, $2, $3, $4)",
+                "INSERT INTO pgmesh.node (node_id, node_name, dsn, state, node_number) "
+                "VALUES ($1::pg_catalog.int8, $2, $3, $4, $5::pg_catalog.int4)",
                 {column(snapshot_nodes_, i, 0), column(snapshot_nodes_, i, 1),
-                 column(snapshot_nodes_, i, 2), column(snapshot_nodes_, i, 3)});
+                 column(snapshot_nodes_, i, 2), column(snapshot_nodes_, i, 3),
+                 column(snapshot_nodes_, i, 4)});
         for (int i = 0; i < PQntuples(snapshot_resolvers_.get()); i++)
             spi::query(
                 "INSERT INTO pgmesh.conflict_resolver (table_schema, table_name, "

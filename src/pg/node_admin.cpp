@@ -92,9 +92,11 @@ uint64_t create_group(const std::string &node_name, const std::string &node_dsn)
     check_not_a_node();
     check_dsn_reaches_self(node_dsn);
     uint64_t id = new_node_id();
-    spi::query("INSERT INTO pgmesh.node (node_id, node_name, dsn, state) VALUES ($1, $2, $3, $4)",
-               {spi::int8(static_cast<int64_t>(id)), spi::text(node_name), spi::text(node_dsn),
-                spi::text(node::name(node::State::kReady))});
+    spi::query(
+        "INSERT INTO pgmesh.node (node_id, node_name, dsn, state, node_number) "
+        "VALUES ($1, $2, $3, $4, 1)",
+        {spi::int8(static_cast<int64_t>(id)), spi::text(node_name), spi::text(node_dsn),
+         spi::text(node::name(node::State::kReady))});
     spi::query(
         "INSERT INTO pgmesh.local_node (node_id, group_key) "
         "VALUES ($1, pg_catalog.decode($2, 'hex'))",

@@ -174,7 +174,8 @@ TEST_F(FaultPointTest, TheOutputPluginRefusesAStreamThatIsNotTheSubscribers) {
                                           "lpad(to_hex(" +
                                           gone + "::bigint), 16, '0'))");
     exec(1, "SELECT pg_create_logical_replication_slot('" + slot + "', 'pgmesh')");
-    exec(1, "INSERT INTO pgmesh.node VALUES (" + gone + ", 'gone', 'dbname=x', 'ready')");
+    exec(1,
+         "INSERT INTO pgmesh.node VALUES (" + gone + ", 'gone', 'dbname=x', 'ready', now(), 1000)");
     exec(1, peek(slot, gone));  // still a member: it may stream
     exec(1, "UPDATE pgmesh.node SET state = 'parted' WHERE node_id = " + gone);
     expect_error(1, peek(slot, gone), "55000", "node \"gone\" has parted from the group");
