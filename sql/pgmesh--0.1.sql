@@ -245,6 +245,12 @@ CREATE FUNCTION pgmesh.create_group(node_name text, node_dsn text) RETURNS bigin
 CREATE FUNCTION pgmesh.join_group(node_name text, node_dsn text, join_using_dsn text)
 RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_join_group';
 
+-- Removes a node from the group, from a surviving node: a live node after
+-- its last changes reached every survivor, a dead one when every survivor
+-- got equally far (docs/operations.md).
+CREATE FUNCTION pgmesh.part_node(node_name text) RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_part_node';
+
 CREATE FUNCTION pgmesh.wait_for_ready(timeout integer DEFAULT 60) RETURNS boolean
     LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_wait_for_ready';
 
@@ -256,6 +262,11 @@ CREATE FUNCTION pgmesh.pause_apply() RETURNS void
 
 CREATE FUNCTION pgmesh.resume_apply() RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_resume_apply';
+
+-- Holds every apply worker here at a transaction boundary until the calling
+-- transaction ends (a join reads this node's origin positions under it).
+CREATE FUNCTION pgmesh.hold_apply(timeout integer DEFAULT 30) RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_hold_apply';
 
 -- The global DDL/write lock as this node sees it (docs/ddl.md): who holds
 -- it, how strong, what this node does about it, and which nodes have not
@@ -285,7 +296,8 @@ SELECT l.holder_node_id,
   LEFT JOIN pgmesh.node h ON h.node_id = l.holder_node_id;
 
 REVOKE ALL ON FUNCTION pgmesh.create_group(text, text), pgmesh.join_group(text, text, text),
-    pgmesh.pause_apply(), pgmesh.resume_apply(),
+    pgmesh.part_node(text),
+    pgmesh.pause_apply(), pgmesh.resume_apply(), pgmesh.hold_apply(integer),
     pgmesh.skip_transaction(text, pg_lsn) FROM PUBLIC;
 -- Checks ownership of the table and the right to execute a resolver
 -- function itself: a table's owner chooses how its conflicts resolve.

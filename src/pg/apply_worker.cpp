@@ -49,6 +49,7 @@ void release_worker_slot(int, Datum arg) {
         slot->pid = 0;
         slot->proc = nullptr;
         slot->connected = false;
+        slot->holding = false;
     }
     LWLockRelease(shmem::state().lock);
 }
@@ -121,6 +122,7 @@ private:
                 s->pid = MyProcPid;
                 s->proc = MyProc;
                 s->connected = false;
+                s->holding = false;
             }
             LWLockRelease(shmem::state().lock);
             if (s) before_shmem_exit(release_worker_slot, PointerGetDatum(s));
@@ -153,11 +155,16 @@ private:
         return lsn;
     }
 
+    // Called at transaction boundaries only. Says so in the worker's slot
+    // when it stays there, under the same lock as the check: a session in
+    // pgmesh.hold_apply that sees every worker holding knows that none
+    // will commit until it lets go.
     bool paused() {
         return pg::call([&] {
-            LWLockAcquire(shmem::state().lock, LW_SHARED);
+            LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
             shmem::DatabaseSlot *d = shmem::database_slot(dboid_, false);
-            bool p = d && d->apply_paused;
+            bool p = d && (d->apply_paused || d->apply_holds > 0);
+            slot_->holding = p;
             LWLockRelease(shmem::state().lock);
             return p;
         });

@@ -5,10 +5,17 @@
 //
 //   announce_joining     the target learns of the node, as joining: no one
 //                        streams from it before it is ready
-//   create_remote_slots  a slot for the new node on every other member, then
-//                        one on the target that exports a snapshot
-//   read_snapshot        the target's node catalog, resolvers and progress
-//                        from each member, as of that snapshot
+//   create_remote_slots  a slot for the new node on every other member C,
+//                        then a barrier committed on C after that slot
+//   wait_for_target      the target has applied each C's stream past the
+//                        barrier: whatever C committed before our slot on
+//                        C is in the target's data from here on
+//   create_target_slot   with the target's apply held at a transaction
+//                        boundary: its slot for us, exporting a snapshot,
+//                        and its origin positions, which then describe
+//                        exactly that snapshot
+//   read_snapshot        the target's node catalog and resolvers, as of
+//                        that snapshot
 //   copy_data            schema and data at the snapshot (dump_restore.hpp)
 //   create_local_slots   slots here for every member, before anything is
 //                        written here: no change made here is missed
@@ -17,10 +24,18 @@
 //   announce_ready       the target marks the node ready; that reaches
 //                        every member, and starts their streams from us
 //
-// A join that fails undoes what it did: the slots it created on the other
-// members and here, and its row in the target's catalog. The steps run in a
-// subtransaction, so that their writes are rolled back (and the failed
-// transaction state with them, guard.hpp) before the slots are dropped.
+// Why this order loses nothing (docs/operations.md): for a member C, our
+// origin starts at the target's position for C read under the hold, which
+// the barrier makes at least our slot's start on C. Changes of C before that
+// position are in the snapshot; changes after it come from our slot.
+//
+// One join at a time per target (a session advisory lock there), and none
+// while the target knows of another joining node. A join that fails undoes
+// what it did: the slots it created on the other members and here, and its
+// row in the target's catalog. The steps run in a subtransaction, so that
+// their writes are rolled back (and the failed transaction state with them,
+// guard.hpp) before the slots are dropped. When the undo cannot reach the
+// target (it died), the next join of the same name clears what is left.
 #include <algorithm>
 #include <optional>
 #include <string>
@@ -141,8 +156,12 @@ struct RemoteSlot {
 struct Member {
     uint64_t node_id = 0;
     std::string dsn;
-    uint64_t consistent_point = 0;  // where our slot on it starts
+    uint64_t consistent_point = 0;   // where our slot on it starts
+    uint64_t applied_at_target = 0;  // the target's position for it, under the hold
 };
+
+// How long a join waits for the target to apply a member's barrier.
+constexpr int kTargetCatchUpMs = 60000;
 
 // One copied version, by table name here ($1 schema, $2 table, $3 key,
 // $4 commit time in µs since the Unix epoch, $5 node id).
@@ -164,13 +183,17 @@ public:
 
     uint64_t run() {
         inspect_target();
-        id_ = new_node_id();
+        // Never one the group used before, parted nodes' included.
+        do id_ = new_node_id();
+        while (std::find(taken_ids_.begin(), taken_ids_.end(), id_) != taken_ids_.end());
         // All steps in a subtransaction: after a failure it is rolled back
         // first (guard.hpp), then the slots and the target's row go.
         Subtransaction steps;
         try {
             step("join_announce_joining", &Join::announce_joining);
             step("join_create_remote_slots", &Join::create_remote_slots);
+            step("join_wait_for_target", &Join::wait_for_target);
+            step("join_create_target_slot", &Join::create_target_slot);
             step("join_read_snapshot", &Join::read_snapshot);
             step("join_copy_data", &Join::copy_data);
             step("join_create_local_slots", &Join::create_local_slots);
@@ -202,27 +225,52 @@ private:
             throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                             "the join target has no pgmesh extension", {},
                             "Join through a node of the group: its DSN goes in join_using_dsn.");
+        // Held by this connection until the join ends, however it ends.
+        remote::Result locked = remote::exec(
+            target_.get(),
+            "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pgmesh join'))");
+        if (remote::value(locked.get(), 0, 0) != "t")
+            throw pg::Error(ERRCODE_OBJECT_IN_USE,
+                            "another node is joining through the join target", {},
+                            "Joins run one at a time; run this one again when that one is done.");
         remote::Result nodes =
             remote::exec(target_.get(),
                          "SELECT n.node_id, n.node_name, n.dsn, n.state, l.node_id IS NOT NULL "
                          "FROM pgmesh.node n LEFT JOIN pgmesh.local_node l USING (node_id)");
+        std::optional<uint64_t> stale_attempt;
         for (int i = 0; i < PQntuples(nodes.get()); i++) {
             uint64_t id = std::stoull(*remote::value(nodes.get(), i, 0));
-            if (remote::value(nodes.get(), i, 1) == node_name_)
+            std::string name = remote::value(nodes.get(), i, 1).value_or("");
+            node::State state = state_of(nodes, i, 3);
+            taken_ids_.push_back(id);
+            if (state == node::State::kJoining) {
+                // Ours, from an attempt whose undo could not reach the
+                // target: no join holds the lock we hold, so it is dead.
+                if (name == node_name_) {
+                    stale_attempt = id;
+                    continue;
+                }
+                throw pg::Error(ERRCODE_OBJECT_IN_USE, "node \"" + name + "\" is joining the group",
+                                {},
+                                "Joins run one at a time: wait for it, or if that join is dead, "
+                                "remove it with pgmesh.part_node('" +
+                                    name + "').");
+            }
+            if (name == node_name_)
                 throw pg::Error(ERRCODE_DUPLICATE_OBJECT,
                                 "node name \"" + node_name_ + "\" is already in use in this group",
                                 {}, "Choose another node_name.");
-            node::State state = state_of(nodes, i, 3);
             if (state == node::State::kParted) continue;
             if (remote::value(nodes.get(), i, 4) == "t")
                 target_id_ = id;
-            else if (state == node::State::kReady)
-                members_.push_back(Member{id, *remote::value(nodes.get(), i, 2), 0});
+            else
+                members_.push_back(Member{id, *remote::value(nodes.get(), i, 2)});
         }
         if (!target_id_)
             throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                             "the join target is not a member of a pgmesh group", {},
                             "Run pgmesh.create_group() there first, or join through a member.");
+        if (stale_attempt) clear_attempt(*stale_attempt);
         // The group's key seals pgmesh's messages (DDL, global lock).
         remote::Result key = remote::exec(
             target_.get(), "SELECT pg_catalog.encode(group_key, 'hex') FROM pgmesh.local_node");
@@ -240,6 +288,16 @@ private:
         announced_ = true;
     }
 
+    // What a failed attempt of this node left where its undo could not
+    // reach: its slots on the members and its row on the target.
+    void clear_attempt(uint64_t old_id) {
+        for (const Member &m : members_)
+            drop_remote_slot(RemoteSlot{m.dsn, node::slot_name(m.node_id, old_id)});
+        drop_slot_on(target_.get(), node::slot_name(*target_id_, old_id));
+        remote::exec_params(target_.get(), "DELETE FROM pgmesh.node WHERE node_id = $1",
+                            {std::to_string(old_id)}, PGRES_COMMAND_OK);
+    }
+
     void create_remote_slots() {
         for (Member &m : members_) {
             remote::Connection repl = remote::connect(m.dsn, true, "pgmesh join", 30);
@@ -248,9 +306,50 @@ private:
                 remote::create_logical_slot(repl.get(), slot, remote::SlotSnapshot::kNothing)
                     .consistent_point;
             remote_slots_.push_back(RemoteSlot{m.dsn, slot});
+            // A change of m's own, committed after the slot's start: the
+            // target's position for m passes the start once it applied it.
+            remote::Connection sql = remote::connect(m.dsn, false, "pgmesh join", 30);
+            remote::exec_params(sql.get(),
+                                "UPDATE pgmesh.node SET state = state WHERE node_id = $1",
+                                {std::to_string(m.node_id)}, PGRES_COMMAND_OK);
         }
-        // The target's last: its exported snapshot lives as long as this
-        // connection stays idle, until the copy is done.
+    }
+
+    // The target's position for m, read now.
+    uint64_t target_position(uint64_t member) {
+        remote::Result r =
+            remote::exec_params(target_.get(),
+                                "SELECT remote_lsn FROM pg_catalog.pg_replication_origin_status "
+                                "WHERE external_id = $1",
+                                {node::origin_name(member)});
+        return PQntuples(r.get()) ? lsn_of(remote::value(r.get(), 0, 0)) : 0;
+    }
+
+    void wait_for_target() {
+        for (const Member &m : members_) {
+            int waited_ms = 0;
+            while (target_position(m.node_id) < m.consistent_point) {
+                if (waited_ms >= kTargetCatchUpMs)
+                    throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                                    "the join target has not applied the changes of node " +
+                                        node::hex_id(m.node_id) + " up to " +
+                                        walstream::format_lsn(m.consistent_point) + " within " +
+                                        std::to_string(kTargetCatchUpMs / 1000) + " s",
+                                    {},
+                                    "See pgmesh.status on the join target; run the join again once "
+                                    "it streams from that node.");
+                pg::wait_latch(50);
+                waited_ms += 50;
+            }
+        }
+    }
+
+    void create_target_slot() {
+        PGconn *t = target_.get();
+        remote::exec(t, "BEGIN", PGRES_COMMAND_OK);
+        remote::exec(t, "SELECT pgmesh.hold_apply(30)");
+        // The exported snapshot lives as long as this connection stays
+        // idle, until the copy is done.
         target_repl_ = remote::connect(join_using_dsn_, true, "pgmesh join", 30);
         std::string slot = node::slot_name(*target_id_, id_);
         remote::CreatedSlot created =
@@ -258,6 +357,8 @@ private:
         remote_slots_.push_back(RemoteSlot{join_using_dsn_, slot});
         target_point_ = created.consistent_point;
         snapshot_ = created.snapshot;
+        for (Member &m : members_) m.applied_at_target = target_position(m.node_id);
+        remote::exec(t, "COMMIT", PGRES_COMMAND_OK);
     }
 
     void read_snapshot() {
@@ -271,8 +372,6 @@ private:
             remote::exec(target_.get(),
                          "SELECT table_schema, table_name, conflict_type, resolver FROM "
                          "pgmesh.conflict_resolver");
-        target_progress_ = remote::exec(
-            target_.get(), "SELECT external_id, remote_lsn FROM pg_replication_origin_status");
         remote::exec(target_.get(), "COMMIT", PGRES_COMMAND_OK);
     }
 
@@ -325,16 +424,12 @@ private:
         copy_versions();
         target_repl_.reset();  // the snapshot is no longer needed
         origins::advance(origins::find_or_create(node::origin_name(*target_id_)), target_point_);
-        for (const Member &m : members_) {
-            // Changes from m that the target had applied by the snapshot are
-            // in the copy; stream the rest straight from m.
-            uint64_t applied_at_target = 0;
-            for (int i = 0; i < PQntuples(target_progress_.get()); i++)
-                if (remote::value(target_progress_.get(), i, 0) == node::origin_name(m.node_id))
-                    applied_at_target = lsn_of(remote::value(target_progress_.get(), i, 1));
+        // Changes from m that the target had applied by the snapshot are in
+        // the copy; stream the rest straight from m. The barrier made this
+        // position at least our slot's start on m.
+        for (const Member &m : members_)
             origins::advance(origins::find_or_create(node::origin_name(m.node_id)),
-                             std::max(m.consistent_point, applied_at_target));
-        }
+                             m.applied_at_target);
         write_as_copy();
         // Tables of a target that lacked them get the tombstone triggers.
         pg::call([] { tombstones::add_triggers_everywhere(); });
@@ -379,19 +474,26 @@ private:
         }
     }
 
-    void undo_remote() noexcept {
-        for (const RemoteSlot &slot : remote_slots_) {
-            try {
-                remote::Connection conn =
-                    remote::connect(slot.dsn, false, "pgmesh join cleanup", 10);
-                remote::exec_params(conn.get(),
-                                    "SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
-                                    "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-                                    {slot.name});
-            } catch (const std::exception &) {
-                // Best effort, as above.
-            }
+    static void drop_slot_on(PGconn *conn, const std::string &slot) {
+        remote::exec_params(conn,
+                            "SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
+                            "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                            {slot});
+    }
+
+    static void drop_remote_slot(const RemoteSlot &slot) noexcept {
+        try {
+            remote::Connection conn = remote::connect(slot.dsn, false, "pgmesh join cleanup", 10);
+            drop_slot_on(conn.get(), slot.name);
+        } catch (const std::exception &) {
+            // Best effort: the join already failed with the error that
+            // matters; the next attempt clears what is left.
         }
+    }
+
+    void undo_remote() noexcept {
+        target_repl_.reset();  // a slot in use cannot be dropped
+        for (const RemoteSlot &slot : remote_slots_) drop_remote_slot(slot);
         if (!announced_) return;
         try {
             if (PQtransactionStatus(target_.get()) != PQTRANS_IDLE)
@@ -419,7 +521,7 @@ private:
     std::string snapshot_;
     remote::Result snapshot_nodes_;
     remote::Result snapshot_resolvers_;
-    remote::Result target_progress_;
+    std::vector<uint64_t> taken_ids_;  // every node id the group has used
 };
 
 }  // namespace

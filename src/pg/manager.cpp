@@ -17,6 +17,7 @@
 #include "ddl_lock.hpp"
 #include "guard.hpp"
 #include "node.hpp"
+#include "node_admin.hpp"
 #include "shmem.hpp"
 #include "tombstones.hpp"
 #include "workers.hpp"
@@ -229,7 +230,8 @@ void manager_main(Oid dboid) {
             Launched &l = appliers[peer.id];
             // A joining node is not streamed from until its copy is done and
             // it has its slots for us.
-            if (peer.state != node::State::kReady) {
+            if (peer.state != node::State::kReady ||
+                nodes.require_local().state == node::State::kParted) {
                 if (l.handle) pg::call([&] { TerminateBackgroundWorker(l.handle); });
                 continue;
             }
@@ -252,6 +254,7 @@ void manager_main(Oid dboid) {
             memcpy(w.bgw_extra, &peer.id, sizeof peer.id);
             keep_running(l, w);
         }
+        node_admin::drop_what_parted_nodes_left(nodes);
         // The global lock: grants, releases, write blocks (ddl_lock.hpp).
         ddl_lock::manager_round(*nodes.local_id, nodes);
         if (nodes.require_local().state == node::State::kReady)

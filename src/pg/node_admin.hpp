@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "catalog.hpp"
+
 namespace pgmesh::node_admin {
 
 // Raises the error that names the fix when the server is not set up for
@@ -18,7 +20,14 @@ uint64_t join_group(const std::string &node_name, const std::string &node_dsn,
 bool wait_for_ready(int timeout_seconds);
 bool wait_for_sync(int timeout_seconds);
 void set_apply_paused(bool paused);
+// pgmesh.hold_apply: every apply worker of this database stops at a
+// transaction boundary, until the caller's transaction ends; returns once
+// they all have (so the positions in pg_replication_origin_status stay as
+// they are). Throws 55P03 after the timeout.
+void hold_apply(int timeout_seconds);
 
+// pgmesh.part_node (part.cpp): removes a node from the group, live or dead.
+void part_node(const std::string &node_name);
 // Set by _PG_init when loaded through shared_preload_libraries.
 extern bool loaded_at_startup;
 
@@ -46,5 +55,11 @@ struct LocalSlot {
     uint64_t confirmed_flush;
 };
 LocalSlot local_slot(const std::string &name);
+
+// The manager's round (part.cpp): drops this node's slots for parted peers
+// and its origins for them; when this node itself has parted, all of them.
+// Needs no transaction (it opens its own); a drop that fails (still in use)
+// is tried again at the next round.
+void drop_what_parted_nodes_left(const catalog::Nodes &nodes);
 
 }  // namespace pgmesh::node_admin

@@ -40,6 +40,10 @@ struct WorkerSlot {
     // Waiting before applying more from this peer, which holds a write lock,
     // until every other peer's grant has been applied (ddl_lock.hpp).
     bool waiting_for_lock;
+    // At a transaction boundary and staying there while the database's
+    // apply is held (pgmesh.hold_apply): a join reads origin positions that
+    // match its snapshot exactly.
+    bool holding;
     char last_error[kErrorLength];
 };
 
@@ -49,7 +53,8 @@ struct DatabaseSlot {
     pid_t manager_pid;
     PGPROC *manager_proc;
     bool apply_paused;
-    bool is_node;  // the database has a pgmesh node: keep a manager running
+    int apply_holds;  // sessions in pgmesh.hold_apply until their transaction ends
+    bool is_node;     // the database has a pgmesh node: keep a manager running
     // Bumped by every request for a manager (a node was created or joined):
     // a manager that read the catalog before the request must not clear
     // is_node on what it read.

@@ -37,6 +37,8 @@ PG_FUNCTION_INFO_V1(pgmesh_create_group);
 PG_FUNCTION_INFO_V1(pgmesh_join_group);
 PG_FUNCTION_INFO_V1(pgmesh_wait_for_ready);
 PG_FUNCTION_INFO_V1(pgmesh_wait_for_sync);
+PG_FUNCTION_INFO_V1(pgmesh_hold_apply);
+PG_FUNCTION_INFO_V1(pgmesh_part_node);
 PG_FUNCTION_INFO_V1(pgmesh_pause_apply);
 PG_FUNCTION_INFO_V1(pgmesh_resume_apply);
 PG_FUNCTION_INFO_V1(pgmesh_worker_status);
@@ -166,6 +168,20 @@ Datum pgmesh_pause_apply(PG_FUNCTION_ARGS) {
 Datum pgmesh_resume_apply(PG_FUNCTION_ARGS) {
     return pgmesh::pg::entry([&] {
         pgmesh::node_admin::set_apply_paused(false);
+        return (Datum)0;
+    });
+}
+
+Datum pgmesh_part_node(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        pgmesh::node_admin::part_node(text_arg(fcinfo, 0, "node_name"));
+        return (Datum)0;
+    });
+}
+
+Datum pgmesh_hold_apply(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        pgmesh::node_admin::hold_apply(timeout_arg(fcinfo));
         return (Datum)0;
     });
 }

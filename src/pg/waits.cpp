@@ -11,6 +11,7 @@
 #include "node.hpp"
 #include "node_admin.hpp"
 #include "shmem.hpp"
+#include "xact_end.hpp"
 
 namespace pgmesh::node_admin {
 
@@ -93,6 +94,59 @@ bool wait_for_sync(int timeout_seconds) {
             return slot.exists && slot.confirmed_flush >= target;
         });
     });
+}
+
+namespace {
+
+bool holding_apply = false;  // this session, until its transaction ends
+
+void release_apply_hold(bool) {
+    if (!holding_apply) return;
+    holding_apply = false;
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false))
+        d->apply_holds = std::max(0, d->apply_holds - 1);
+    LWLockRelease(shmem::state().lock);
+    shmem::wake_database(MyDatabaseId);
+}
+
+}  // namespace
+
+void hold_apply(int timeout_seconds) {
+    check_server_setup();
+    catalog::read_nodes().require_local();
+    if (!pg::call([] { return IsTransactionBlock(); }))
+        throw pg::Error(ERRCODE_ACTIVE_SQL_TRANSACTION,
+                        "pgmesh.hold_apply() holds apply until its transaction ends", {},
+                        "Call it inside BEGIN ... COMMIT.");
+    if (!holding_apply) {
+        pg::call([] {
+            LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+            if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, true)) d->apply_holds++;
+            LWLockRelease(shmem::state().lock);
+        });
+        holding_apply = true;
+        xact_end::at_end(release_apply_hold);
+    }
+    // Every running worker must say it stays at a boundary; one that
+    // starts later checks the hold before it applies anything.
+    bool all_holding = wait_until(timeout_seconds, [] {
+        return pg::call([] {
+            bool all = true;
+            LWLockAcquire(shmem::state().lock, LW_SHARED);
+            for (int i = 0; i < shmem::state().nworkers; i++) {
+                const shmem::WorkerSlot &w = shmem::workers()[i];
+                if (w.in_use && w.dboid == MyDatabaseId && w.pid != 0 && !w.holding) all = false;
+            }
+            LWLockRelease(shmem::state().lock);
+            return all;
+        });
+    });
+    if (!all_holding)
+        throw pg::Error(ERRCODE_LOCK_NOT_AVAILABLE,
+                        "apply workers did not reach a transaction boundary within " +
+                            std::to_string(timeout_seconds) + " s",
+                        {}, "See pgmesh.status for a worker stuck in a remote transaction.");
 }
 
 }  // namespace pgmesh::node_admin

@@ -1,0 +1,229 @@
+// pgmesh.part_node: removes a node from the group, run on a surviving node
+// (docs/operations.md).
+//
+// A live node parts itself: its own row turns 'parted' in a transaction of
+// its own, which travels in its stream after every change it made before.
+// A survivor that applies that row has applied everything before it, and
+// its manager stops streaming from the node there. part_node returns once
+// every survivor shows the row.
+//
+// A dead node (not reachable from here) cannot write that row. What each
+// survivor applied from it is then compared: when all got equally far, this
+// node marks it parted and the row replicates to the others. When they
+// differ, part_node refuses and names how far each got: parting then would
+// leave them different for good. (Forwarding the missing transactions from
+// the survivor that got furthest is not built yet.)
+//
+// Either way, the managers then drop what was kept for the node: its slots
+// on every survivor and their origins for it (manager.cpp), and a parted
+// node is refused by every survivor's output plugin (fencing).
+#include <string>
+#include <vector>
+
+#include "catalog.hpp"
+#include "guard.hpp"
+#include "node.hpp"
+#include "node_admin.hpp"
+#include "remote.hpp"
+#include "spi.hpp"
+#include "walstream.hpp"
+
+namespace pgmesh::node_admin {
+
+namespace {
+
+constexpr int kPartTimeoutSeconds = 60;
+
+struct Survivor {
+    std::string name;
+    std::string dsn;
+    bool is_local = false;
+};
+
+std::string parted_name() {
+    return std::string(node::name(node::State::kParted));
+}
+
+// Polls `done` every 100 ms until it holds or the timeout passes.
+template <typename F>
+bool poll(int timeout_seconds, F &&done) {
+    for (int waited_ms = 0;; waited_ms += 100) {
+        if (done()) return true;
+        if (waited_ms >= timeout_seconds * 1000) return false;
+        pg::wait_latch(100);
+    }
+}
+
+std::string node_state_on(const Survivor &s, uint64_t node_id) {
+    remote::Connection conn = remote::connect(s.dsn, false, "pgmesh part", 10);
+    remote::Result r = remote::exec_params(
+        conn.get(), "SELECT state FROM pgmesh.node WHERE node_id = $1", {std::to_string(node_id)});
+    return PQntuples(r.get()) ? remote::value(r.get(), 0, 0).value_or("") : "";
+}
+
+void part_live(remote::Connection &parting, const catalog::Node &node,
+               const std::vector<Survivor> &survivors) {
+    remote::exec_params(parting.get(), "UPDATE pgmesh.node SET state = $2 WHERE node_id = $1",
+                        {std::to_string(node.id), parted_name()}, PGRES_COMMAND_OK);
+    std::vector<std::string> behind;
+    for (const Survivor &s : survivors) {
+        bool arrived = poll(kPartTimeoutSeconds, [&] {
+            try {
+                return node_state_on(s, node.id) == parted_name();
+            } catch (const pg::Error &) {
+                return false;  // not reachable now: try again until the timeout
+            }
+        });
+        if (!arrived) behind.push_back(s.name);
+    }
+    if (behind.empty()) return;
+    std::string names;
+    for (const std::string &n : behind) names += (names.empty() ? "" : ", ") + n;
+    throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "node \"" + node.name +
+                        "\" has parted, but not every survivor has its last "
+                        "changes yet",
+                    "Waiting for: " + names + ".",
+                    "Those nodes apply them when they stream again; run pgmesh.part_node('" +
+                        node.name + "') again to wait for them.");
+}
+
+void part_dead(const catalog::Node &node, const std::vector<Survivor> &survivors) {
+    std::vector<std::pair<std::string, std::string>> applied;  // survivor, LSN
+    for (const Survivor &s : survivors) {
+        remote::Connection conn = remote::connect(s.dsn, false, "pgmesh part", 10);
+        remote::Result streaming = remote::exec_params(
+            conn.get(), "SELECT connected FROM pgmesh.status WHERE peer_node_id = $1",
+            {std::to_string(node.id)});
+        if (PQntuples(streaming.get()) && remote::value(streaming.get(), 0, 0) == "t")
+            throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                            "node \"" + node.name + "\" is not reachable from here, but node \"" +
+                                s.name + "\" streams from it",
+                            {},
+                            "Run pgmesh.part_node('" + node.name + "') on node \"" + s.name +
+                                "\": a live node parts after its last changes arrive.");
+        remote::Result r = remote::exec_params(
+            conn.get(),
+            "SELECT coalesce((SELECT remote_lsn::text FROM pg_catalog.pg_replication_origin_status "
+            "WHERE external_id = $1), '0/0')",
+            {node::origin_name(node.id)});
+        applied.emplace_back(s.name, remote::value(r.get(), 0, 0).value_or("0/0"));
+    }
+    bool equal = true;
+    for (const auto &a : applied) equal = equal && a.second == applied.front().second;
+    if (!equal) {
+        std::string detail;
+        for (const auto &[name, lsn] : applied)
+            detail += (detail.empty() ? "" : ", ") + name + " applied up to " + lsn;
+        throw pg::Error(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "the survivors applied different amounts of node \"" + node.name + "\"'s changes",
+            detail + ".",
+            "Parting it now would leave them different. Start node \"" + node.name +
+                "\" again so that every survivor catches up, then part it.");
+    }
+    spi::query("UPDATE pgmesh.node SET state = $2 WHERE node_id = $1",
+               {spi::int8(static_cast<int64_t>(node.id)), spi::text(parted_name())});
+    wake_manager_at_commit();
+}
+
+// Drops one thing kept for a parted node. Not transactional: each is done or
+// not, and a failure (the slot still in use by a walsender that has not
+// noticed yet, the origin by an apply worker that is stopping) is tried
+// again at the next round.
+template <typename F>
+void drop_quietly(const char *what, const std::string &name, F &&drop) {
+    try {
+        pg::call([] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+        });
+        drop();
+        pg::call([] { CommitTransactionCommand(); });
+        pg::call([&] {
+            ereport(LOG, (errmsg("pgmesh dropped %s \"%s\" of a parted node", what, name.c_str())));
+        });
+    } catch (const pg::Error &) {
+        pg::call([] {
+            FlushErrorState();
+            AbortCurrentTransaction();
+        });
+    }
+}
+
+void drop_slot_if_idle(const std::string &slot) {
+    LocalSlot found = local_slot(slot);
+    if (!found.exists || found.active) return;
+    drop_quietly("replication slot", slot,
+                 [&] { pg::call([&] { ReplicationSlotDrop(slot.c_str(), true); }); });
+}
+
+void drop_origin_if_any(const std::string &origin) {
+    bool exists = pg::call([&] {
+        StartTransactionCommand();
+        bool found = replorigin_by_name(origin.c_str(), true) != InvalidRepOriginId;
+        CommitTransactionCommand();
+        return found;
+    });
+    if (!exists) return;
+    drop_quietly("replication origin", origin,
+                 [&] { pg::call([&] { replorigin_drop_by_name(origin.c_str(), true, true); }); });
+}
+
+}  // namespace
+
+void drop_what_parted_nodes_left(const catalog::Nodes &nodes) {
+    const catalog::Node *local = nodes.local();
+    if (!local) return;
+    bool local_parted = local->state == node::State::kParted;
+    for (const catalog::Node &peer : nodes.all) {
+        if (peer.is_local || (!local_parted && peer.state != node::State::kParted)) continue;
+        drop_slot_if_idle(node::slot_name(local->id, peer.id));
+        drop_origin_if_any(node::origin_name(peer.id));
+    }
+}
+
+void part_node(const std::string &node_name) {
+    check_server_setup();
+    catalog::Nodes nodes = catalog::read_nodes();
+    const catalog::Node &local = nodes.require_local();
+    const catalog::Node *node = nullptr;
+    for (const catalog::Node &n : nodes.all)
+        if (n.name == node_name) node = &n;
+    if (!node)
+        throw pg::Error(ERRCODE_UNDEFINED_OBJECT, "node \"" + node_name + "\" does not exist", {},
+                        "See pgmesh.nodes for the nodes of the group.");
+    if (node->is_local)
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "node \"" + node_name + "\" cannot part itself", {},
+                        "Run pgmesh.part_node() on a node that stays in the group.");
+    if (local.state != node::State::kReady)
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "this node is " + std::string(node::name(local.state)) +
+                            ", not a ready member of the group");
+    if (node->state == node::State::kParted)
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "node \"" + node_name + "\" has already parted");
+    // A joining node has no changes of its own out yet (no one streams
+    // from it): it just goes, as a join that will not finish.
+    if (node->state == node::State::kJoining) {
+        spi::query("UPDATE pgmesh.node SET state = $2 WHERE node_id = $1",
+                   {spi::int8(static_cast<int64_t>(node->id)), spi::text(parted_name())});
+        wake_manager_at_commit();
+        return;
+    }
+    std::vector<Survivor> survivors;
+    for (const catalog::Node &n : nodes.all)
+        if (n.id != node->id && n.state == node::State::kReady)
+            survivors.push_back(Survivor{n.name, n.dsn, n.is_local});
+    remote::Connection parting;
+    try {
+        parting = remote::connect(node->dsn, false, "pgmesh part", 10);
+    } catch (const pg::Error &) {
+        part_dead(*node, survivors);
+        return;
+    }
+    part_live(parting, *node, survivors);
+}
+
+}  // namespace pgmesh::node_admin

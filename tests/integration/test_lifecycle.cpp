@@ -1,0 +1,379 @@
+// Node lifecycle on real servers (docs/operations.md): joins that lose
+// nothing while every node writes, parting live and dead nodes, fencing a
+// parted node, and running a failed join again.
+//
+// Races are forced with the fault point apply_begin@<origin> (armed in every
+// server's configuration): a test holds one origin's stream on one node,
+// and join_<step> points hold a join between two steps.
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "cluster_fixture.hpp"
+#include "run_process.hpp"
+
+namespace pgmesh::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class LifecycleTest : public MeshTest {
+protected:
+    std::optional<MeshOptions> cluster_options() const override {
+        return MeshOptions{
+            .nodes = 4, .form_mesh = false, .settings = {{"pgmesh.fault_points", "apply_begin"}}};
+    }
+
+    // A group of nodes 1..n (node 1 creates it, the others join through
+    // it), each with the table t.
+    void form(int n, const std::vector<std::string> &more_schema = {}) {
+        for (int i = 1; i <= node_count(); i++) exec(i, "CREATE EXTENSION pgmesh");
+        cluster().create_group(1);
+        exec(1, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+        for (const std::string &sql : more_schema) exec(1, sql);
+        for (int i = 2; i <= n; i++) cluster().join_group(i, 1, 60s);
+    }
+
+    // Origins on `at` for the node named `name`.
+    int origins_for(int at, const std::string &name) {
+        return std::stoi(query_value(
+            at,
+            "SELECT count(*) FROM pg_replication_origin o JOIN pgmesh.node n ON o.roname = "
+            "'pgmesh_' || lpad(to_hex(n.node_id), 16, '0') WHERE n.node_name = '" +
+                name + "'"));
+    }
+
+    std::string join_sql(const std::string &name, int node, int via) {
+        return "SELECT pgmesh.join_group('" + name + "', '" + dsn(node) + "', '" + dsn(via) + "')";
+    }
+
+    // Holds the stream from node `origin` on node `at` (apply_begin@origin).
+    pq::Connection hold(int at, int origin) {
+        pq::Connection gate = connect(at);
+        gate.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault apply_begin@node" +
+                  std::to_string(origin) + "'))");
+        return gate;
+    }
+
+    int slot_count(int node) {
+        return std::stoi(query_value(node, "SELECT count(*) FROM pg_replication_slots"));
+    }
+    std::string node_state(int at, const std::string &name) {
+        return query_value(at, "SELECT state FROM pgmesh.nodes WHERE node_name = '" + name + "'");
+    }
+    int conflicts(int node, const std::string &type) {
+        return std::stoi(query_value(node,
+                                     "SELECT count(*) FROM pgmesh.conflict_history WHERE "
+                                     "conflict_type = '" +
+                                         type + "'"));
+    }
+};
+
+// The race a join used to lose: node3 commits a row that the join target
+// (node1) has not applied when node4's slot on node3 is made. The join now
+// commits a barrier on node3 and waits until node1 has applied node3's
+// stream past it, so the row is in node1's snapshot or in node4's stream.
+TEST_F(LifecycleTest, AThirdNodesChangeTheTargetHasNotAppliedYetReachesTheNewNode) {
+    form(3);
+    pq::Connection gate = hold(1, 3);
+    exec(3, "INSERT INTO t VALUES (1, 'from node3')");
+    ASSERT_TRUE(wait_until([&] { return query_value(2, "SELECT count(*) FROM t") == "1"; }));
+    ASSERT_TRUE(wait_until([&] { return advisory_waiters(1) == 1; }));  // node1 holds it
+
+    std::atomic<bool> joined = false;
+    std::string join_error;
+    std::thread join([&] {
+        try {
+            pq::Connection joiner = connect(4);
+            joiner.exec(join_sql("node4", 4, 1));
+            joined = true;
+        } catch (const std::exception &e) {
+            join_error = e.what();
+        }
+    });
+    // node4's slot on node3 is made, then the join waits for node1.
+    ASSERT_TRUE(wait_until([&] { return slot_count(3) == 3; }));
+    std::this_thread::sleep_for(2s);
+    EXPECT_FALSE(joined) << "the join went on while the target lacked node3's row";
+    EXPECT_EQ(node_state(1, "node4"), "joining");
+    gate.exec("SELECT pg_advisory_unlock_all()");
+    join.join();
+    ASSERT_TRUE(joined) << join_error;
+    ASSERT_EQ(query_value(4, "SELECT pgmesh.wait_for_ready(60)"), "t");
+    EXPECT_EQ(query_value(4, "SELECT string_agg(v, ',') FROM t"), "from node3");
+    exec(4, "INSERT INTO t VALUES (2, 'from node4')");
+    wait_for_sync_all();
+    verify_all();
+    EXPECT_EQ(conflicts(4, "insert_exists"), 0);
+    expect_no_apply_errors();
+}
+
+// pgbench writes on every member (an UPDATE of a random account and an
+// INSERT into history per transaction) while node4 joins, five times, each
+// time through another target: the copy and the streams meet exactly (no
+// change twice: 0 insert_exists on the new node; none missing: verify).
+// Between rounds node4 parts while the others keep writing, after writing
+// itself up to the moment of the part: every row it wrote reaches them.
+TEST_F(LifecycleTest, JoinAndPartUnderWriteLoad) {
+    form(3, {"CREATE TABLE accounts (aid int PRIMARY KEY, abalance int NOT NULL)",
+             "CREATE TABLE history (hid uuid PRIMARY KEY DEFAULT gen_random_uuid(), aid int, "
+             "delta int, origin int, mtime timestamptz DEFAULT now())",
+             "INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 10000) g"});
+    std::filesystem::path script = temp_dir() / "load.sql";
+    std::ofstream(script) << "\\set aid random(1, 10000)\n"
+                             "\\set delta random(-5000, 5000)\n"
+                             "BEGIN;\n"
+                             "UPDATE accounts SET abalance = abalance + :delta WHERE aid = :aid;\n"
+                             "INSERT INTO history (aid, delta, origin) VALUES (:aid, :delta, "
+                             ":origin);\n"
+                             "END;\n";
+    std::filesystem::permissions(script, std::filesystem::perms::others_read,
+                                 std::filesystem::perm_options::add);
+    std::string pgbench = (cluster().pg_bindir() / "pgbench").string();
+    auto dsns = [&](std::initializer_list<int> nodes) {
+        std::vector<std::pair<int, std::string>> out;
+        for (int n : nodes) out.emplace_back(n, dsn(n));
+        return out;
+    };
+
+    // pgbench on the given nodes, in 1-second runs until stopped.
+    class Load {
+    public:
+        Load(const std::string &pgbench, const std::string &script,
+             const std::vector<std::pair<int, std::string>> &nodes) {
+            for (const auto &[n, node_dsn] : nodes) {
+                threads_.emplace_back([this, pgbench, script, node_dsn, n] {
+                    while (!stop_) {
+                        ProcessResult r =
+                            run_process({pgbench, "-n", "-c", "2", "-R", "100", "-T", "1", "-D",
+                                         "origin=" + std::to_string(n), "-f", script, node_dsn});
+                        if (!r.ok()) {
+                            std::lock_guard lock(mutex_);
+                            failures_ += r.describe() + "\n";
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+        std::string stop() {
+            stop_ = true;
+            for (std::thread &t : threads_) t.join();
+            threads_.clear();
+            return failures_;
+        }
+        ~Load() { stop(); }
+
+    private:
+        std::atomic<bool> stop_ = false;
+        std::vector<std::thread> threads_;
+        std::mutex mutex_;
+        std::string failures_;
+    };
+
+    for (int round = 1; round <= 5; round++) {
+        SCOPED_TRACE("round " + std::to_string(round));
+        std::string name = "node4_" + std::to_string(round);
+        int target = (round - 1) % 3 + 1;
+        {
+            Load load(pgbench, script.string(), dsns({1, 2, 3}));
+            std::this_thread::sleep_for(1s);
+            exec(4, join_sql(name, 4, target));
+            ASSERT_EQ(query_value(4, "SELECT pgmesh.wait_for_ready(60)"), "t");
+            std::this_thread::sleep_for(1s);
+            EXPECT_EQ(load.stop(), "");
+        }
+        wait_for_sync_all();
+        EXPECT_TRUE(verify_all());
+        EXPECT_EQ(conflicts(4, "insert_exists"), 0);
+        EXPECT_EQ(query_value(4, "SELECT count(*) > 0 FROM history"), "t");
+
+        // Part node4 from another node while all write; node4 stops
+        // writing just before (what it writes after its part stays on it).
+        int survivor = round % 3 + 1;
+        {
+            Load survivors(pgbench, script.string(), dsns({1, 2, 3}));
+            {
+                Load own(pgbench, script.string(), dsns({4}));
+                std::this_thread::sleep_for(2s);
+                EXPECT_EQ(own.stop(), "");
+            }
+            exec(survivor, "SELECT pgmesh.part_node('" + name + "')");
+            EXPECT_EQ(survivors.stop(), "");
+        }
+        std::string written_on_4 = query_value(4, "SELECT count(*) FROM history WHERE origin = 4");
+        EXPECT_NE(written_on_4, "0");
+        for (int n = 1; n <= 3; n++) {
+            EXPECT_EQ(node_state(n, name), "parted") << "node" << n;
+            EXPECT_EQ(query_value(n, "SELECT count(*) FROM history WHERE origin = 4"), written_on_4)
+                << "node" << n;
+        }
+        // Its slots and origins go everywhere.
+        for (int n = 1; n <= 3; n++)
+            EXPECT_TRUE(wait_until([&] { return slot_count(n) == 2; })) << "node" << n;
+        EXPECT_TRUE(wait_until([&] { return slot_count(4) == 0; }));
+        for (int n = 1; n <= 3; n++)
+            EXPECT_TRUE(wait_until([&] { return origins_for(n, name) == 0; })) << "node" << n;
+        // A fresh database for the next round.
+        pq::Connection admin = connect(4, "postgres");
+        admin.exec("DROP DATABASE pgmesh WITH (FORCE)");
+        admin.exec("CREATE DATABASE pgmesh");
+        // The fixture's session on node4 was ended by the drop: its next
+        // use fails once and reconnects.
+        try {
+            exec(4, "SELECT 1");
+        } catch (const pq::Error &) {
+        }
+        exec(4, "CREATE EXTENSION pgmesh");
+    }
+    wait_for_sync(1);
+    expect_no_apply_errors();
+}
+
+// The join target dies between the snapshot and the copy: the join fails,
+// and running it again (same name) clears what the dead attempt left on
+// the target (its slot, its 'joining' row) and joins.
+TEST_F(LifecycleTest, AJoinWhoseTargetDiedMidCopyRunsAgain) {
+    form(3);
+    exec(1, "INSERT INTO t VALUES (1, 'a')");
+    wait_for_sync(1);
+    pq::Connection joiner = connect(4);
+    joiner.exec("SET pgmesh.fault_points = 'join_copy_data'");
+    pq::Connection gate = connect(4);
+    gate.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault join_copy_data'))");
+    std::string join_error;
+    std::thread join([&] {
+        try {
+            joiner.exec(join_sql("node4", 4, 1));
+        } catch (const pq::Error &e) {
+            join_error = e.sqlstate() + " " + e.what();
+        }
+    });
+    ASSERT_TRUE(wait_until([&] { return advisory_waiters(4) == 1; }));
+    EXPECT_EQ(node_state(1, "node4"), "joining");
+    EXPECT_EQ(slot_count(1), 3);  // node2's, node3's and node4's
+    kill9(1);
+    gate.exec("SELECT pg_advisory_unlock_all()");
+    join.join();
+    EXPECT_NE(join_error, "");
+    EXPECT_EQ(slot_count(2), 2);  // undone where it could be
+    EXPECT_EQ(slot_count(3), 2);
+    EXPECT_EQ(slot_count(4), 0);
+    start(1);
+    EXPECT_EQ(slot_count(1), 3);  // left by the dead attempt
+    joiner.exec("RESET pgmesh.fault_points");
+    joiner.exec(join_sql("node4", 4, 1));
+    ASSERT_EQ(query_value(4, "SELECT pgmesh.wait_for_ready(60)"), "t");
+    for (int n = 1; n <= 3; n++) EXPECT_EQ(slot_count(n), 3) << "node" << n;
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.node"), "4");
+    exec(4, "INSERT INTO t VALUES (2, 'b')");
+    wait_for_sync_all();
+    EXPECT_EQ(query_value(2, "SELECT string_agg(v, ',' ORDER BY id) FROM t"), "a,b");
+    verify_all();
+}
+
+// One join at a time: a second join through the same target while the
+// first is held is refused (55006), as is a join through another member
+// once the first's 'joining' row reached it.
+TEST_F(LifecycleTest, JoinsRunOneAtATime) {
+    form(2);
+    pq::Connection joiner = connect(3);
+    joiner.exec("SET pgmesh.fault_points = 'join_copy_data'");
+    pq::Connection gate = connect(3);
+    gate.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault join_copy_data'))");
+    std::string join_error;
+    std::thread join([&] {
+        try {
+            joiner.exec(join_sql("node3", 3, 1));
+        } catch (const pq::Error &e) {
+            join_error = e.what();
+        }
+    });
+    ASSERT_TRUE(wait_until([&] { return advisory_waiters(3) == 1; }));
+    expect_error(4, join_sql("node4", 4, 1), "55006", "another node is joining through");
+    ASSERT_TRUE(wait_until([&] { return node_state(2, "node3") == "joining"; }));
+    pq::Error error = expect_error(4, join_sql("node4", 4, 2), "55006", "\"node3\" is joining");
+    gate.exec("SELECT pg_advisory_unlock_all()");
+    join.join();
+    EXPECT_EQ(join_error, "");
+    EXPECT_EQ(query_value(3, "SELECT pgmesh.wait_for_ready(60)"), "t");
+    exec(4, join_sql("node4", 4, 2));
+    EXPECT_EQ(query_value(4, "SELECT pgmesh.wait_for_ready(60)"), "t");
+    // Each node has its own number, given by the target.
+    EXPECT_EQ(query_value(4,
+                          "SELECT string_agg(node_number::text, ',' ORDER BY node_number) "
+                          "FROM pgmesh.nodes"),
+              "1,2,3,4");
+}
+
+// A node parted while it was down (or cut off) is fenced: when it runs
+// again, the survivors refuse its streams and it cannot stream from them,
+// and its data stays on it.
+TEST_F(LifecycleTest, ANodePartedWhileDownIsRefusedWhenItComesBack) {
+    form(3);
+    exec(1, "INSERT INTO t VALUES (1, 'a')");
+    wait_for_sync(1);
+    stop(3);
+    exec(1, "SELECT pgmesh.part_node('node3')");
+    ASSERT_TRUE(wait_until([&] { return node_state(2, "node3") == "parted"; }));
+    for (int n = 1; n <= 2; n++)
+        EXPECT_TRUE(wait_until([&] { return slot_count(n) == 1; })) << "node" << n;
+    start(3);
+    std::string error = wait_for_last_error(3, "has parted from the group");
+    EXPECT_NE(error.find("node3"), std::string::npos) << error;
+    exec(3, "INSERT INTO t VALUES (3, 'cut off')");
+    exec(1, "INSERT INTO t VALUES (2, 'b')");
+    ASSERT_TRUE(wait_until([&] { return query_value(2, "SELECT count(*) FROM t") == "2"; }));
+    EXPECT_EQ(query_value(2, "SELECT string_agg(v, ',' ORDER BY id) FROM t"), "a,b");
+    EXPECT_EQ(query_value(3, "SELECT string_agg(v, ',' ORDER BY id) FROM t"), "a,cut off");
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.status"), "1");
+    // Parting again, or parting oneself, is refused.
+    expect_error(1, "SELECT pgmesh.part_node('node3')", "55000", "already parted");
+    expect_error(1, "SELECT pgmesh.part_node('node1')", "55000", "cannot part itself");
+    expect_error(1, "SELECT pgmesh.part_node('nobody')", "42704", "does not exist");
+}
+
+// A dead node whose last transaction reached one survivor but not the
+// other: parting it now would leave them different, so part_node refuses
+// and says how far each got.
+TEST_F(LifecycleTest, ADeadNodeIsNotPartedWhileSurvivorsDiffer) {
+    form(3);
+    pq::Connection gate = hold(2, 3);
+    exec(3, "INSERT INTO t VALUES (1, 'last words')");
+    ASSERT_TRUE(wait_until([&] { return query_value(1, "SELECT count(*) FROM t") == "1"; }));
+    kill9(3);
+    // node2's worker, held inside the transaction, notices when it is
+    // stopped; its successor cannot reach node3.
+    exec(2,
+         "SELECT pg_terminate_backend(worker_pid) FROM pgmesh.status WHERE peer_node_name = "
+         "'node3'");
+    ASSERT_TRUE(wait_until([&] {
+        return query_value(2,
+                           "SELECT connected FROM pgmesh.status WHERE peer_node_name = "
+                           "'node3'") == "f";
+    }));
+    pq::Error error = expect_error(1, "SELECT pgmesh.part_node('node3')", "55000",
+                                   "survivors applied different amounts");
+    EXPECT_NE(error.detail().find("node2 applied up to"), std::string::npos) << error.detail();
+    EXPECT_EQ(node_state(1, "node3"), "ready");
+    gate.exec("SELECT pg_advisory_unlock_all()");
+    start(3);
+    ASSERT_TRUE(wait_until([&] { return query_value(2, "SELECT count(*) FROM t") == "1"; }));
+    stop(3);
+    exec(1, "SELECT pgmesh.part_node('node3')");
+    ASSERT_TRUE(wait_until([&] { return node_state(2, "node3") == "parted"; }));
+}
+
+// hold_apply and part_node are for superusers only.
+TEST_F(LifecycleTest, OrdinaryRolesCannotHoldApplyOrPart) {
+    form(2);
+    exec(1, "CREATE ROLE mallory LOGIN");
+    pq::Connection mallory = connect_as(1, "mallory");
+    expect_error(mallory, "SELECT pgmesh.part_node('node2')", "42501");
+    expect_error(mallory, "BEGIN; SELECT pgmesh.hold_apply(1)", "42501");
+    expect_error(1, "SELECT pgmesh.hold_apply(1)", "25001", "until its transaction ends");
+}
+
+}  // namespace
+}  // namespace pgmesh::test
