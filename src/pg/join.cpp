@@ -163,16 +163,22 @@ struct Member {
 // How long a join waits for the target to apply a member's barrier.
 constexpr int kTargetCatchUpMs = 60000;
 
-// One copied version, by table name here ($1 schema, $2 table, $3 key,
-// $4 commit time in µs since the Unix epoch, $5 node id).
-#define PGMESH_COPIED_VERSION                                                                 \
-    "(relid, key, commit_time, node_id) SELECT c.oid, $3::pg_catalog.text[], "                \
-    "'epoch'::pg_catalog.timestamptz + $4::pg_catalog.int8 * interval '1 microsecond', "      \
-    "$5::pg_catalog.int8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid " \
-    "= c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 ON CONFLICT DO NOTHING"
-constexpr const char *kCopiedRowVersion = "INSERT INTO pgmesh.row_version " PGMESH_COPIED_VERSION;
-constexpr const char *kCopiedTombstone = "INSERT INTO pgmesh.tombstone " PGMESH_COPIED_VERSION;
-#undef PGMESH_COPIED_VERSION
+// A batch of copied versions, as the JSON array the target made of them
+// ($1; fields nsp, rel, key, deleted, t in µs since the Unix epoch, node):
+// one statement per batch, not per row. Tables are found by name here.
+#define PGMESH_COPIED_VERSIONS(deleted)                                                            \
+    "(relid, key, commit_time, node_id) SELECT c.oid, v.key, 'epoch'::pg_catalog.timestamptz + "   \
+    "v.t * interval '1 microsecond', v.node FROM "                                                 \
+    "pg_catalog.json_to_recordset($1::pg_catalog.json) "                                           \
+    "AS v(nsp pg_catalog.text, rel pg_catalog.text, key pg_catalog.text[], deleted "               \
+    "pg_catalog.bool, t pg_catalog.int8, node pg_catalog.int8) JOIN pg_catalog.pg_namespace n ON " \
+    "n.nspname = v.nsp JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = "      \
+    "v.rel WHERE v.deleted = " deleted " ON CONFLICT DO NOTHING"
+constexpr const char *kCopiedRowVersions =
+    "INSERT INTO pgmesh.row_version " PGMESH_COPIED_VERSIONS("false");
+constexpr const char *kCopiedTombstones =
+    "INSERT INTO pgmesh.tombstone " PGMESH_COPIED_VERSIONS("true");
+#undef PGMESH_COPIED_VERSIONS
 
 class Join {
 public:
@@ -210,9 +216,16 @@ public:
     }
 
 private:
+    // Each step's time goes to the log: where a slow join spends it.
     void step(const char *fault_point, void (Join::*action)()) {
         pg::call([&] { fault::point(fault_point); });
+        TimestampTz start = pg::call([] { return GetCurrentTimestamp(); });
         (this->*action)();
+        pg::call([&] {
+            long ms = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
+            ereport(LOG, (errmsg("pgmesh join of node \"%s\": %s took %ld ms", node_name_.c_str(),
+                                 fault_point + strlen("join_"), ms)));
+        });
     }
 
     // The target must be a member; the other members are streamed from
@@ -388,23 +401,18 @@ private:
         remote::exec(t, "SET TRANSACTION SNAPSHOT " + remote::quote_literal(t, snapshot_),
                      PGRES_COMMAND_OK);
         remote::exec(t,
-                     "DECLARE pgmesh_versions NO SCROLL CURSOR FOR SELECT table_schema, "
-                     "table_name, key::text, deleted, (extract(epoch FROM commit_time) "
-                     "* 1000000)::int8, node_id FROM pgmesh.versions_for_copy()",
+                     "DECLARE pgmesh_versions NO SCROLL CURSOR FOR SELECT pg_catalog.json_agg(v) "
+                     "FROM (SELECT table_schema AS nsp, table_name AS rel, key, deleted, "
+                     "(extract(epoch FROM commit_time) * 1000000)::pg_catalog.int8 AS t, node_id "
+                     "AS node, pg_catalog.row_number() OVER () / 10000 AS batch FROM "
+                     "pgmesh.versions_for_copy()) v GROUP BY batch",
                      PGRES_COMMAND_OK);
         for (;;) {
-            remote::Result batch = remote::exec(t, "FETCH 10000 FROM pgmesh_versions");
-            int rows = PQntuples(batch.get());
-            for (int i = 0; i < rows; i++) {
-                bool deleted = remote::value(batch.get(), i, 3) == "t";
-                spi::query(deleted ? kCopiedTombstone : kCopiedRowVersion,
-                           {spi::text_or_null(remote::value(batch.get(), i, 0)),
-                            spi::text_or_null(remote::value(batch.get(), i, 1)),
-                            spi::text_or_null(remote::value(batch.get(), i, 2)),
-                            spi::text_or_null(remote::value(batch.get(), i, 4)),
-                            spi::text_or_null(remote::value(batch.get(), i, 5))});
-            }
-            if (rows == 0) break;
+            remote::Result batch = remote::exec(t, "FETCH 1 FROM pgmesh_versions");
+            if (PQntuples(batch.get()) == 0) break;
+            spi::Param json = spi::text_or_null(remote::value(batch.get(), 0, 0));
+            spi::query(kCopiedRowVersions, {json});
+            spi::query(kCopiedTombstones, {json});
         }
         remote::exec(t, "COMMIT", PGRES_COMMAND_OK);
     }
