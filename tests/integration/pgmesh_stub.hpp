@@ -27,7 +27,7 @@ CREATE FUNCTION pgmesh.wait_for_sync(timeout_seconds integer) RETURNS boolean
 CREATE VIEW pgmesh.nodes AS
     SELECT 1::bigint AS node_id, 'node1'::text AS node_name,
            'host=127.0.0.1 dbname=pgmesh'::text AS dsn, 'ready'::text AS state,
-           true AS is_local;
+           true AS is_local, 1 AS node_number;
 CREATE VIEW pgmesh.status AS
     SELECT 2::bigint AS peer_node_id, 'node2'::text AS peer_node_name, true AS connected,
            4242 AS worker_pid, 0::bigint AS apply_lag_bytes,

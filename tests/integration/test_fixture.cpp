@@ -235,7 +235,7 @@ TEST_F(PlainTwoNodes, StubViewsHaveTheExtensionsColumns) {
         "WHERE c.relnamespace = 'pgmesh'::regnamespace AND c.relname IN ('nodes', 'status') "
         "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum";
     const pgmesh::pq::Rows stub = query_rows(1, columns);
-    EXPECT_EQ(stub.size(), 18u);  // 5 in nodes, 13 in status
+    EXPECT_EQ(stub.size(), 19u);  // 6 in nodes, 13 in status
     EXPECT_EQ(stub, query_rows(2, columns));
 }
 
