@@ -56,6 +56,39 @@ protected:
         return gate;
     }
 
+    // A join of node `node` (named nodeN) through `via`, running in a
+    // thread and held before its copy (fault point join_copy_data) until
+    // release(). finish() waits for it and returns its error, if any.
+    class HeldJoin {
+    public:
+        HeldJoin(LifecycleTest &test, int node, int via)
+            : joiner_(test.connect(node)), gate_(test.connect(node)) {
+            joiner_.exec("SET pgmesh.fault_points = 'join_copy_data'");
+            gate_.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault join_copy_data'))");
+            std::string sql = test.join_sql("node" + std::to_string(node), node, via);
+            thread_ = std::thread([this, sql] {
+                try {
+                    joiner_.exec(sql);
+                } catch (const pq::Error &e) {
+                    error_ = e.sqlstate() + " " + e.what();
+                }
+            });
+        }
+        ~HeldJoin() { finish(); }
+        void release() { gate_.exec("SELECT pg_advisory_unlock_all()"); }
+        std::string finish() {
+            if (thread_.joinable()) thread_.join();
+            return error_;
+        }
+        pq::Connection &joiner() { return joiner_; }
+
+    private:
+        pq::Connection joiner_;
+        pq::Connection gate_;
+        std::thread thread_;
+        std::string error_;
+    };
+
     int slot_count(int node) {
         return std::stoi(query_value(node, "SELECT count(*) FROM pg_replication_slots"));
     }
@@ -240,32 +273,20 @@ TEST_F(LifecycleTest, AJoinWhoseTargetDiedMidCopyRunsAgain) {
     form(3);
     exec(1, "INSERT INTO t VALUES (1, 'a')");
     wait_for_sync(1);
-    pq::Connection joiner = connect(4);
-    joiner.exec("SET pgmesh.fault_points = 'join_copy_data'");
-    pq::Connection gate = connect(4);
-    gate.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault join_copy_data'))");
-    std::string join_error;
-    std::thread join([&] {
-        try {
-            joiner.exec(join_sql("node4", 4, 1));
-        } catch (const pq::Error &e) {
-            join_error = e.sqlstate() + " " + e.what();
-        }
-    });
+    HeldJoin held(*this, 4, 1);
     ASSERT_TRUE(wait_until([&] { return advisory_waiters(4) == 1; }));
     EXPECT_EQ(node_state(1, "node4"), "joining");
     EXPECT_EQ(slot_count(1), 3);  // node2's, node3's and node4's
     kill9(1);
-    gate.exec("SELECT pg_advisory_unlock_all()");
-    join.join();
-    EXPECT_NE(join_error, "");
+    held.release();
+    EXPECT_NE(held.finish(), "");
     EXPECT_EQ(slot_count(2), 2);  // undone where it could be
     EXPECT_EQ(slot_count(3), 2);
     EXPECT_EQ(slot_count(4), 0);
     start(1);
     EXPECT_EQ(slot_count(1), 3);  // left by the dead attempt
-    joiner.exec("RESET pgmesh.fault_points");
-    joiner.exec(join_sql("node4", 4, 1));
+    held.joiner().exec("RESET pgmesh.fault_points");
+    held.joiner().exec(join_sql("node4", 4, 1));
     ASSERT_EQ(query_value(4, "SELECT pgmesh.wait_for_ready(60)"), "t");
     for (int n = 1; n <= 3; n++) EXPECT_EQ(slot_count(n), 3) << "node" << n;
     EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.node"), "4");
@@ -280,25 +301,13 @@ TEST_F(LifecycleTest, AJoinWhoseTargetDiedMidCopyRunsAgain) {
 // once the first's 'joining' row reached it.
 TEST_F(LifecycleTest, JoinsRunOneAtATime) {
     form(2);
-    pq::Connection joiner = connect(3);
-    joiner.exec("SET pgmesh.fault_points = 'join_copy_data'");
-    pq::Connection gate = connect(3);
-    gate.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault join_copy_data'))");
-    std::string join_error;
-    std::thread join([&] {
-        try {
-            joiner.exec(join_sql("node3", 3, 1));
-        } catch (const pq::Error &e) {
-            join_error = e.what();
-        }
-    });
+    HeldJoin held(*this, 3, 1);
     ASSERT_TRUE(wait_until([&] { return advisory_waiters(3) == 1; }));
     expect_error(4, join_sql("node4", 4, 1), "55006", "another node is joining through");
     ASSERT_TRUE(wait_until([&] { return node_state(2, "node3") == "joining"; }));
     pq::Error error = expect_error(4, join_sql("node4", 4, 2), "55006", "\"node3\" is joining");
-    gate.exec("SELECT pg_advisory_unlock_all()");
-    join.join();
-    EXPECT_EQ(join_error, "");
+    held.release();
+    EXPECT_EQ(held.finish(), "");
     EXPECT_EQ(query_value(3, "SELECT pgmesh.wait_for_ready(60)"), "t");
     exec(4, join_sql("node4", 4, 2));
     EXPECT_EQ(query_value(4, "SELECT pgmesh.wait_for_ready(60)"), "t");
