@@ -8,6 +8,7 @@
 #include <atomic>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "cluster_fixture.hpp"
@@ -316,6 +317,19 @@ TEST_F(LifecycleTest, JoinsRunOneAtATime) {
                           "SELECT string_agg(node_number::text, ',' ORDER BY node_number) "
                           "FROM pgmesh.nodes"),
               "1,2,3,4");
+    // The interleaved sequences of docs/operations.md never share a value.
+    std::set<std::string> values;
+    for (int n = 1; n <= 4; n++) {
+        exec(n, "SET pgmesh.replicate_ddl = off");
+        exec(n, "CREATE SEQUENCE s");
+        exec(n, query_value(n,
+                            "SELECT format('ALTER SEQUENCE %s INCREMENT BY 1024 RESTART WITH %s', "
+                            "'public.s'::regclass, node_number) FROM pgmesh.nodes WHERE is_local"));
+        for (int i = 0; i < 3; i++) values.insert(query_value(n, "SELECT nextval('s')"));
+        exec(n, "RESET pgmesh.replicate_ddl");
+    }
+    EXPECT_EQ(values.size(), 12u);
+    EXPECT_EQ(values.count("2052"), 1u);  // node4's third: 4 + 2 * 1024
 }
 
 // A node parted while it was down (or cut off) is fenced: when it runs
