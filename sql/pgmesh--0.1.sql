@@ -295,6 +295,19 @@ SELECT l.holder_node_id,
   FROM pgmesh.global_lock_info() l
   LEFT JOIN pgmesh.node h ON h.node_id = l.holder_node_id;
 
+-- Conflict-free ids (docs/ids.md): milliseconds since 2025, this node's
+-- node_number and a counter. The sequence keeps a reservation ahead of the
+-- ids handed out, so that none is handed out twice after a restart; like
+-- nextval(), it needs USAGE or UPDATE on the sequence.
+CREATE FUNCTION pgmesh.snowflake_nextval(seq regclass) RETURNS bigint
+    LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pgmesh_snowflake_nextval';
+
+-- Sets a bigserial column's default to pgmesh.snowflake_nextval() of its
+-- own sequence. The table's owner only; the ALTER TABLE it runs is theirs
+-- (replicated under the global lock like any other).
+CREATE FUNCTION pgmesh.use_snowflake(relation regclass, column_name name) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_use_snowflake';
+
 REVOKE ALL ON FUNCTION pgmesh.create_group(text, text), pgmesh.join_group(text, text, text),
     pgmesh.part_node(text),
     pgmesh.pause_apply(), pgmesh.resume_apply(), pgmesh.hold_apply(integer),
@@ -302,6 +315,9 @@ REVOKE ALL ON FUNCTION pgmesh.create_group(text, text), pgmesh.join_group(text, 
 -- Checks ownership of the table and the right to execute a resolver
 -- function itself: a table's owner chooses how its conflicts resolve.
 GRANT EXECUTE ON FUNCTION pgmesh.set_conflict_resolver(regclass, text, text) TO PUBLIC;
+-- Check the caller's rights on the sequence, and ownership of the table.
+GRANT EXECUTE ON FUNCTION pgmesh.snowflake_nextval(regclass),
+    pgmesh.use_snowflake(regclass, name) TO PUBLIC;
 -- Status shows DSN-free, password-free facts: monitors may read it.
 REVOKE ALL ON FUNCTION pgmesh.worker_status(), pgmesh.collect_tombstones() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgmesh.worker_status() TO pgmesh_monitor;

@@ -99,6 +99,8 @@ extern "C" {
 #include "parser/parse_relation.h"
 #include "parser/parse_type.h"
 #include "tcop/cmdtag.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_sequence.h"
 }
 
 // PostgreSQL defines these as macros; they collide with the C++ library.
@@ -151,6 +153,16 @@ inline bool can_set_role(Oid member, Oid role) {
     return member_can_set_role(member, role);
 #else
     return is_member_of_role(member, role);
+#endif
+}
+
+// The backend's local id of its current top-level transaction; 17 moved it
+// into MyProc->vxid.
+inline LocalTransactionId local_transaction_id() {
+#if PG_VERSION_NUM >= 170000
+    return MyProc->vxid.lxid;
+#else
+    return MyProc->lxid;
 #endif
 }
 

@@ -27,6 +27,7 @@ void request_hook() {
     if (previous_request_hook) previous_request_hook();
     RequestAddinShmemSpace(state_size());
     RequestNamedLWLockTranche("pgmesh", 1);
+    RequestNamedLWLockTranche("pgmesh_snowflake", 1);
 }
 
 void attach() {
@@ -36,6 +37,7 @@ void attach() {
     if (!found) {
         memset(s, 0, state_size());
         s->lock = &(GetNamedLWLockTranche("pgmesh"))->lock;
+        s->snowflake_lock = &(GetNamedLWLockTranche("pgmesh_snowflake"))->lock;
         s->nworkers = worker_capacity();
         s->ndatabases = database_capacity();
     }
@@ -98,6 +100,37 @@ DatabaseSlot *database_slot(Oid dboid, bool create) {
     free_slot->in_use = true;
     free_slot->dboid = dboid;
     return free_slot;
+}
+
+SnowflakeSlot *snowflake_slot(Oid dboid, Oid seqoid) {
+    State &s = state();
+    // A backend mostly asks for the same sequence again.
+    static int hint = 0;
+    SnowflakeSlot *slot = &s.snowflake[hint];
+    if (slot->dboid != dboid || slot->seqoid != seqoid) {
+        slot = nullptr;
+        SnowflakeSlot *victim = &s.snowflake[0];
+        for (int i = 0; i < kSnowflakeSlots && !slot; i++) {
+            SnowflakeSlot *candidate = &s.snowflake[i];
+            if (candidate->dboid == dboid && candidate->seqoid == seqoid) {
+                slot = candidate;
+                hint = i;
+            } else if (victim->dboid != InvalidOid && (candidate->dboid == InvalidOid ||
+                                                       candidate->last_used < victim->last_used)) {
+                victim = candidate;
+            }
+        }
+        if (!slot) {
+            hint = static_cast<int>(victim - s.snowflake);
+            slot = victim;
+            slot->dboid = dboid;
+            slot->seqoid = seqoid;
+            slot->last_issued = INT64_MIN;
+            slot->reserved = INT64_MIN;
+        }
+    }
+    slot->last_used = ++s.snowflake_clock;
+    return slot;
 }
 
 bool is_node(Oid dboid) {

@@ -1,6 +1,8 @@
 // Shared memory of pgmesh: one slot per apply worker (what pgmesh.status
-// shows) and one per database (its manager and the pause switch). Plain C
-// layout: every backend maps it at the same address; guarded by one LWLock.
+// shows), one per database (its manager and the pause switch), and a fixed
+// table of snowflake sequences. Plain C layout: every backend maps it at the
+// same address. The workers and databases are guarded by one LWLock, the
+// snowflake table by one of its own (it is taken for every id handed out).
 #pragma once
 
 #include <cstdint>
@@ -63,11 +65,31 @@ struct DatabaseSlot {
     ddl_lock::Slot lock;         // the global DDL/write lock as this node sees it
 };
 
+// One sequence that pgmesh.snowflake_nextval hands out ids for, in one
+// database (src/pg/snowflake.cpp). Every id handed out is at most
+// `reserved`, the value the sequence holds on disk. A slot can be taken for
+// another sequence at any time: the sequence's value is all it needs to
+// start again.
+struct SnowflakeSlot {
+    Oid dboid;  // InvalidOid: free
+    Oid seqoid;
+    int64_t last_issued;
+    int64_t reserved;
+    uint64_t last_used;  // State::snowflake_clock at the last use: the oldest goes first
+};
+
+// Sequences in use at once, over all databases, before the least recently
+// used is read back from its sequence on its next use.
+inline constexpr int kSnowflakeSlots = 256;
+
 struct State {
     LWLock *lock;
     int nworkers;
     int ndatabases;
     PGPROC *supervisor_proc;
+    LWLock *snowflake_lock;
+    uint64_t snowflake_clock;
+    SnowflakeSlot snowflake[kSnowflakeSlots];
     // WorkerSlot workers[nworkers] then DatabaseSlot databases[ndatabases]
 };
 
@@ -80,6 +102,11 @@ DatabaseSlot *databases();
 // Caller holds the lock exclusively.
 WorkerSlot *worker_slot(Oid dboid, uint64_t peer_node_id, bool create);
 DatabaseSlot *database_slot(Oid dboid, bool create);
+
+// The slot of (db, sequence), claimed if missing (a new slot knows of no id:
+// last_issued and reserved are INT64_MIN). Caller holds snowflake_lock
+// exclusively.
+SnowflakeSlot *snowflake_slot(Oid dboid, Oid seqoid);
 
 // Whether the database is a pgmesh node (its manager runs). Takes the lock.
 bool is_node(Oid dboid);
