@@ -1,8 +1,10 @@
 #include "local_cluster.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,8 +36,20 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr int kStateFileVersion = 1;
+// Version 2 lists the node numbers (there are gaps once a node was
+// discarded) and the state of each node that is not a member. Version 1 (all
+// members, numbered 1..nodes) is still read; a CLI that only knows version 1
+// refuses version 2 instead of starting parted nodes.
+constexpr int kStateFileVersion = 2;
 constexpr int kMaxNodes = 64;
+// Parted nodes stay recorded, so numbers grow past kMaxNodes; each recorded
+// node had a pgmesh node_number in the group, which ends at 1023.
+constexpr int kMaxNodeNumber = 1023;
+constexpr std::string_view kLockFileName = "pgmesh-local.lock";
+// Starts the block of settings write_configuration() appends to
+// postgresql.conf; `local add` copies the block from there on.
+constexpr std::string_view kSettingsHeader =
+    "# --- pgmesh local cluster settings (later lines win over earlier ones) ---";
 constexpr std::string_view kStartTimeoutSeconds = "120";
 constexpr std::string_view kStopTimeoutSeconds = "60";
 // sockaddr_un.sun_path is 108 bytes including the terminating NUL.
@@ -136,6 +150,18 @@ bool list_contains(std::string_view comma_separated, std::string_view item) {
 
 std::string node_name(int number) {
     return "node" + std::to_string(number);
+}
+
+std::string_view state_file_word(NodeState state) {
+    switch (state) {
+        case NodeState::kMember:
+            return "member";
+        case NodeState::kAdding:
+            return "adding";
+        case NodeState::kParted:
+            return "parted";
+    }
+    return "member";
 }
 
 sockaddr_in loopback_address(int port) {
@@ -328,6 +354,18 @@ std::vector<std::string> find_signal_terminations(const fs::path &log_file) {
     return found;
 }
 
+void check_settings(const std::vector<Setting> &settings) {
+    for (const Setting &setting : settings) check_setting(setting);
+}
+
+ChangeLock::~ChangeLock() {
+    if (fd_ >= 0) close(fd_);  // releases the flock
+}
+
+int ChangeLock::try_lock() const {
+    return flock(fd_, LOCK_EX | LOCK_NB);
+}
+
 // ---------------------------------------------------------------------------
 // LocalCluster: creation and the state file
 
@@ -343,7 +381,7 @@ LocalCluster LocalCluster::create(const ClusterOptions &options, Progress progre
     if (options.db_name.empty()) throw std::invalid_argument("the database name is empty");
     if (options.dir.empty()) throw std::invalid_argument("no cluster directory given");
 
-    for (const Setting &setting : options.extra_settings) check_setting(setting);
+    check_settings(options.extra_settings);
 
     LocalCluster cluster;
     cluster.progress_ = std::move(progress);
@@ -433,14 +471,7 @@ LocalCluster LocalCluster::create(const ClusterOptions &options, Progress progre
     std::vector<std::future<CommandResult>> initdbs;
     for (const NodeInfo &node : cluster.nodes_) {
         cluster.report(node.name + ": initdb in " + node.data_dir().string());
-        std::vector<std::string> argv = {(cluster.pg_bindir_ / "initdb").string(),
-                                         "--pgdata=" + node.data_dir().string(),
-                                         "--username=postgres",
-                                         "--auth=trust",
-                                         "--encoding=UTF8",
-                                         "--locale=C",
-                                         "--no-instructions"};
-        if (options.fast_unsafe_storage) argv.push_back("--no-sync");
+        std::vector<std::string> argv = cluster.initdb_argv(node, options.fast_unsafe_storage);
         initdbs.push_back(std::async(std::launch::async, [argv = std::move(argv), &node] {
             return run_as_server_user(argv, node.node_dir);
         }));
@@ -461,19 +492,57 @@ LocalCluster LocalCluster::create(const ClusterOptions &options, Progress progre
     return cluster;
 }
 
-void LocalCluster::write_configuration(const NodeInfo &node, const ClusterOptions &options,
-                                       bool server_has_output_plugin_libraries) const {
-    const int n = static_cast<int>(nodes_.size());
+std::vector<std::string> LocalCluster::initdb_argv(const NodeInfo &node, bool no_sync) const {
+    std::vector<std::string> argv = {(pg_bindir_ / "initdb").string(),
+                                     "--pgdata=" + node.data_dir().string(),
+                                     "--username=postgres",
+                                     "--auth=trust",
+                                     "--encoding=UTF8",
+                                     "--locale=C",
+                                     "--no-instructions"};
+    if (no_sync) argv.push_back("--no-sync");
+    return argv;
+}
+
+namespace {
+
+// The settings by which one node differs from the others: where it listens.
+std::vector<Setting> address_settings(const NodeInfo &node) {
     // Unix sockets live next to the data directory unless the path would be
     // too long for sockaddr_un; TCP on 127.0.0.1 is what DSNs use anyway.
     std::string socket_dir = node.node_dir.string();
     if (socket_dir.size() + std::string_view("/.s.PGSQL.65535").size() > kMaxSocketPathLength) {
         socket_dir.clear();
     }
-    std::vector<Setting> settings = {
+    return {
         {"port", std::to_string(node.port)},
         {"listen_addresses", "127.0.0.1"},
         {"unix_socket_directories", socket_dir},
+    };
+}
+
+// Appends lines to the node's postgresql.conf.
+void append_to_configuration(const NodeInfo &node, std::string_view text) {
+    const fs::path file = node.data_dir() / "postgresql.conf";
+    std::ofstream conf(file, std::ios::app);
+    conf << text;
+    if (!conf.flush()) throw NodeError(node.number, "cannot write " + file.string());
+}
+
+std::string setting_lines(const std::vector<Setting> &settings) {
+    std::string lines;
+    for (const Setting &setting : settings) {
+        lines += setting.name + " = " + quote_setting_value(setting.value) + "\n";
+    }
+    return lines;
+}
+
+}  // namespace
+
+void LocalCluster::write_configuration(const NodeInfo &node, const ClusterOptions &options,
+                                       bool server_has_output_plugin_libraries) const {
+    const int n = static_cast<int>(nodes_.size());
+    std::vector<Setting> settings = {
         {"shared_preload_libraries", options.shared_preload_libraries},
         {"wal_level", "logical"},
         {"track_commit_timestamp", "on"},
@@ -485,6 +554,8 @@ void LocalCluster::write_configuration(const NodeInfo &node, const ClusterOption
         {"logging_collector", "off"},  // everything goes to pg_ctl's -l file
         {"log_line_prefix", "%m [%p] %b "},
     };
+    const std::vector<Setting> address = address_settings(node);
+    settings.insert(settings.begin(), address.begin(), address.end());
     if (server_has_output_plugin_libraries) {
         // Debian's 15.20 only lets listed plugins be used for logical decoding.
         settings.push_back({"output_plugin_libraries", "pgoutput, test_decoding, pgmesh"});
@@ -492,15 +563,37 @@ void LocalCluster::write_configuration(const NodeInfo &node, const ClusterOption
     if (options.fast_unsafe_storage) settings.push_back({"fsync", "off"});
     for (const Setting &extra : options.extra_settings) settings.push_back(extra);
 
-    std::ofstream conf(node.data_dir() / "postgresql.conf", std::ios::app);
-    conf << "\n# --- pgmesh local cluster settings (later lines win over earlier ones) ---\n";
-    for (const Setting &setting : settings) {
-        conf << setting.name << " = " << quote_setting_value(setting.value) << "\n";
+    append_to_configuration(node,
+                            "\n" + std::string(kSettingsHeader) + "\n" + setting_lines(settings));
+}
+
+void LocalCluster::write_added_configuration(const NodeInfo &node,
+                                             const std::vector<Setting> &extra_settings) const {
+    // The settings the other nodes were made with (the --set settings of
+    // `local up`, fsync=off in test clusters, slot and worker limits) are not
+    // in the state file, but in their postgresql.conf: copy that block.
+    for (const NodeInfo &other : nodes_) {
+        if (other.state == NodeState::kAdding) continue;
+        std::ifstream conf(other.data_dir() / "postgresql.conf");
+        if (!conf) continue;
+        std::stringstream text;
+        text << conf.rdbuf();
+        const std::string all = text.str();
+        const size_t header = all.find(kSettingsHeader);
+        if (header == std::string::npos) continue;
+        std::string copied = all.substr(header);
+        if (!copied.ends_with('\n')) copied += '\n';
+        std::vector<Setting> own = address_settings(node);
+        own.insert(own.end(), extra_settings.begin(), extra_settings.end());
+        append_to_configuration(
+            node, "\n# --- copied from " + other.name + " by `pgmesh local add` ---\n" + copied +
+                      "# --- " + node.name + "'s own settings (win over the copied ones) ---\n" +
+                      setting_lines(own));
+        return;
     }
-    if (!conf.flush()) {
-        throw NodeError(node.number,
-                        "cannot write " + (node.data_dir() / "postgresql.conf").string());
-    }
+    throw NodeError(node.number, node.name +
+                                     ": no other node's postgresql.conf has pgmesh's settings (\"" +
+                                     std::string(kSettingsHeader) + "\") to copy");
 }
 
 void LocalCluster::write_state_file() const {
@@ -511,10 +604,19 @@ void LocalCluster::write_state_file() const {
     text << "db=" << db_name_ << "\n";
     text << "pg_bindir=" << pg_bindir_.string() << "\n";
     text << "formed=" << (formed_ ? 1 : 0) << "\n";
-    text << "nodes=" << nodes_.size() << "\n";
+    std::string_view separator;
+    text << "node_numbers=";
+    for (const NodeInfo &node : nodes_) {
+        text << separator << node.number;
+        separator = ",";
+    }
+    text << "\n";
     for (const NodeInfo &node : nodes_) {
         text << node.name << ".port=" << node.port << "\n";
         text << node.name << ".dir=" << node.node_dir.string() << "\n";
+        if (!node.is_member()) {
+            text << node.name << ".state=" << state_file_word(node.state) << "\n";
+        }
     }
     // Replace atomically: a half-written state file would orphan servers.
     const fs::path target = dir_ / kStateFileName;
@@ -532,39 +634,97 @@ LocalCluster LocalCluster::open(const fs::path &dir, Progress progress) {
     cluster.progress_ = std::move(progress);
     cluster.dir_ = fs::absolute(dir).lexically_normal();
     if (!cluster.dir_.has_filename()) cluster.dir_ = cluster.dir_.parent_path();
-    const fs::path file = cluster.dir_ / kStateFileName;
+    cluster.read_state_file();
+    return cluster;
+}
+
+void LocalCluster::read_state_file() {
+    const fs::path file = dir_ / kStateFileName;
     if (!fs::exists(file)) {
-        throw std::runtime_error("no pgmesh local cluster in " + cluster.dir_.string() + " (no " +
+        throw std::runtime_error("no pgmesh local cluster in " + dir_.string() + " (no " +
                                  std::string(kStateFileName) +
                                  "); create one with `pgmesh local up`");
     }
     const auto values = read_key_values(file);
-    if (int version = parse_int(values, "version", file); version != kStateFileVersion) {
+    const int version = parse_int(values, "version", file);
+    if (version != 1 && version != kStateFileVersion) {
         throw std::runtime_error(file.string() + ": unsupported version " +
                                  std::to_string(version));
     }
-    cluster.db_name_ = required(values, "db", file);
-    cluster.pg_bindir_ = required(values, "pg_bindir", file);
-    cluster.formed_ = parse_int(values, "formed", file) != 0;
-    const int count = parse_int(values, "nodes", file);
-    if (count < 1 || count > kMaxNodes) throw std::runtime_error(file.string() + ": bad nodes");
-    for (int number = 1; number <= count; ++number) {
+    db_name_ = required(values, "db", file);
+    pg_bindir_ = required(values, "pg_bindir", file);
+    formed_ = parse_int(values, "formed", file) != 0;
+    std::vector<int> numbers;
+    if (version == 1) {
+        const int count = parse_int(values, "nodes", file);
+        if (count < 1 || count > kMaxNodes) throw std::runtime_error(file.string() + ": bad nodes");
+        for (int number = 1; number <= count; ++number) numbers.push_back(number);
+    } else {
+        std::stringstream list(required(values, "node_numbers", file));
+        std::string item;
+        while (std::getline(list, item, ',')) {
+            size_t used = 0;
+            int number = 0;
+            try {
+                number = std::stoi(item, &used);
+            } catch (const std::exception &) {
+            }
+            // Ascending, so that each number is there once and nodes list in order.
+            if (used != item.size() || number < 1 || number > kMaxNodeNumber ||
+                (!numbers.empty() && number <= numbers.back())) {
+                throw std::runtime_error(file.string() + ": bad node_numbers");
+            }
+            numbers.push_back(number);
+        }
+        if (numbers.empty()) throw std::runtime_error(file.string() + ": bad node_numbers");
+    }
+    nodes_.clear();
+    for (int number : numbers) {
         NodeInfo node;
         node.number = number;
         node.name = node_name(number);
         node.port = parse_int(values, node.name + ".port", file);
         node.node_dir = required(values, node.name + ".dir", file);
-        cluster.nodes_.push_back(std::move(node));
+        auto state = values.find(node.name + ".state");
+        if (state != values.end()) {
+            if (state->second == state_file_word(NodeState::kParted)) {
+                node.state = NodeState::kParted;
+            } else if (state->second == state_file_word(NodeState::kAdding)) {
+                node.state = NodeState::kAdding;
+            } else if (state->second != state_file_word(NodeState::kMember)) {
+                throw std::runtime_error(file.string() + ": unknown state of " + node.name + ": " +
+                                         state->second);
+            }
+        }
+        nodes_.push_back(std::move(node));
     }
-    return cluster;
 }
 
 const NodeInfo &LocalCluster::node(int number) const {
-    if (number < 1 || number > node_count()) {
-        throw std::out_of_range("no node " + std::to_string(number) + " (nodes are 1.." +
-                                std::to_string(node_count()) + ")");
+    auto found = std::find_if(nodes_.begin(), nodes_.end(),
+                              [number](const NodeInfo &info) { return info.number == number; });
+    if (found == nodes_.end()) {
+        std::string known;
+        for (const NodeInfo &info : nodes_) known += (known.empty() ? "" : ", ") + info.name;
+        throw std::out_of_range("no node " + std::to_string(number) + " (nodes: " + known + ")");
     }
-    return nodes_[static_cast<size_t>(number - 1)];
+    return *found;
+}
+
+NodeInfo &LocalCluster::mutable_node(int number) {
+    return const_cast<NodeInfo &>(std::as_const(*this).node(number));
+}
+
+const NodeInfo *LocalCluster::find_node(std::string_view name) const {
+    for (const NodeInfo &info : nodes_) {
+        if (info.name == name) return &info;
+    }
+    return nullptr;
+}
+
+int LocalCluster::member_count() const {
+    return static_cast<int>(std::count_if(nodes_.begin(), nodes_.end(),
+                                          [](const NodeInfo &info) { return info.is_member(); }));
 }
 
 std::string LocalCluster::dsn(int number, std::string_view dbname) const {
@@ -688,7 +848,12 @@ std::vector<pid_t> LocalCluster::kill9(int number, std::chrono::seconds child_gr
 }
 
 void LocalCluster::start_all() {
-    for (const NodeInfo &info : nodes_) start(info.number);
+    // A parted node must stay down: survivors fence it anyway, and its data
+    // is only for the operator to look at. A node being added is started by
+    // its `local add` alone.
+    for (const NodeInfo &info : nodes_) {
+        if (info.is_member()) start(info.number);
+    }
 }
 
 void LocalCluster::stop_all(StopMode mode) {
@@ -785,9 +950,184 @@ void LocalCluster::form_mesh(std::chrono::seconds ready_timeout) {
     create_group(1);
     // One join at a time: each joiner copies from node 1 and must be ready
     // before the next one appears in the group.
-    for (int number = 2; number <= node_count(); ++number) join_group(number, 1, ready_timeout);
+    for (const NodeInfo &info : nodes_) {
+        if (info.number != 1) join_group(info.number, 1, ready_timeout);
+    }
     formed_ = true;
     write_state_file();
+}
+
+// ---------------------------------------------------------------------------
+// Adding and parting nodes
+
+ChangeLock LocalCluster::lock_for_changes() {
+    const fs::path file = dir_ / kLockFileName;
+    ChangeLock lock(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!lock.valid()) {
+        throw std::runtime_error("cannot open " + file.string() + ": " + std::strerror(errno));
+    }
+    if (lock.try_lock() != 0) {
+        const int error = errno;
+        if (error == EWOULDBLOCK) {
+            throw std::runtime_error("another `pgmesh local add` or `pgmesh local part` runs on " +
+                                     dir_.string() + "; run this when it is done");
+        }
+        throw std::runtime_error("cannot lock " + file.string() + ": " + std::strerror(error));
+    }
+    // Another command may have changed the nodes since open() read them.
+    read_state_file();
+    return lock;
+}
+
+std::optional<int> LocalCluster::first_ready_node(std::optional<int> except) const {
+    for (const NodeInfo &info : nodes_) {
+        if (!info.is_member() || info.number == except || !is_running(info.number)) continue;
+        try {
+            pq::Connection conn = pq::Connection::open(dsn(info.number));
+            pq::Result result = conn.exec("SELECT state FROM pgmesh.nodes WHERE is_local");
+            const pq::Value state = result.row_count() == 1 ? result.get(0, 0) : std::nullopt;
+            if (state == "ready") return info.number;
+            report(info.name + ": not ready (its state in pgmesh.nodes: " + state.value_or("none") +
+                   ")");
+        } catch (const pq::Error &error) {
+            report(info.name + ": not usable: " + error.message());
+        }
+    }
+    return std::nullopt;
+}
+
+std::map<std::string, std::string> LocalCluster::group_node_states(int via_number) const {
+    pq::Connection conn = pq::Connection::open(dsn(via_number));
+    pq::Result result = conn.exec("SELECT node_name, state FROM pgmesh.nodes");
+    std::map<std::string, std::string> states;
+    for (int row = 0; row < result.row_count(); ++row) {
+        states[std::string(result.text(row, 0))] = std::string(result.text(row, 1));
+    }
+    return states;
+}
+
+void LocalCluster::discard_unfinished_nodes() {
+    std::vector<int> unfinished;
+    for (const NodeInfo &info : nodes_) {
+        if (info.state == NodeState::kAdding) unfinished.push_back(info.number);
+    }
+    for (int number : unfinished) {
+        report(node(number).name + ": left behind by an interrupted `pgmesh local add`");
+        discard_node(number);
+    }
+}
+
+int LocalCluster::reserve_node(int via_number) {
+    if (member_count() >= kMaxNodes) {
+        throw std::runtime_error("the cluster has " + std::to_string(member_count()) +
+                                 " nodes, the most a local cluster can have");
+    }
+    std::map<std::string, std::string> group;
+    try {
+        group = group_node_states(via_number);
+    } catch (const pq::Error &error) {
+        throw NodeError(via_number,
+                        node(via_number).name + ": reading pgmesh.nodes failed: " + error.what());
+    }
+    // nodes_ is in ascending order of number, parted nodes included.
+    int number = nodes_.back().number + 1;
+    for (;; ++number) {
+        auto known = group.find(node_name(number));
+        if (known == group.end() || known->second == "joining") break;
+    }
+    if (number > kMaxNodeNumber) {
+        throw std::runtime_error("no node number is left (the last one is " +
+                                 std::to_string(kMaxNodeNumber) + ")");
+    }
+    int highest_port = 0;
+    for (const NodeInfo &info : nodes_) highest_port = std::max(highest_port, info.port);
+
+    NodeInfo info;
+    info.number = number;
+    info.name = node_name(number);
+    info.port = find_free_ports(1, highest_port + 1).front();
+    info.node_dir = dir_ / info.name;
+    info.state = NodeState::kAdding;
+    if (fs::exists(info.node_dir)) {
+        throw std::runtime_error(info.node_dir.string() + " exists, but " +
+                                 std::string(kStateFileName) +
+                                 " has no such node; move it out of the way first");
+    }
+    fs::create_directory(info.node_dir);
+    try {
+        give_to_server_user(info.node_dir);
+        nodes_.push_back(info);
+        write_state_file();
+    } catch (...) {
+        if (!nodes_.empty() && nodes_.back().number == number) nodes_.pop_back();
+        std::error_code ignored;
+        fs::remove_all(info.node_dir, ignored);
+        throw;
+    }
+    return number;
+}
+
+void LocalCluster::add_node(int number, int via_number, const std::vector<Setting> &extra_settings,
+                            std::chrono::seconds ready_timeout) {
+    check_settings(extra_settings);
+    const NodeInfo &info = node(number);
+    if (info.state != NodeState::kAdding) {
+        throw std::logic_error(info.name + " was not reserved by reserve_node()");
+    }
+    report(info.name + ": initdb in " + info.data_dir().string());
+    CommandResult result = run_as_server_user(initdb_argv(info, /*no_sync=*/false), info.node_dir);
+    if (!result.ok()) {
+        throw NodeError(number, info.name + ": initdb failed (exit " +
+                                    std::to_string(result.exit_code) + "):\n" +
+                                    output_tail(result.output));
+    }
+    write_added_configuration(info, extra_settings);
+    start(number);
+    create_database(number);
+    create_extension(number);
+    join_group(number, via_number, ready_timeout);
+    mutable_node(number).state = NodeState::kMember;
+    write_state_file();
+}
+
+void LocalCluster::discard_node(int number) {
+    const NodeInfo &info = node(number);
+    if (info.state != NodeState::kAdding) {
+        throw std::logic_error(info.name + " is not being added; only such a node is discarded");
+    }
+    // Its directory stays when the server cannot be stopped (stop() throws),
+    // and so does its record: both are still needed to stop it.
+    stop(number, StopMode::kImmediate);
+    // Only the directory reserve_node() made, whatever an edited state file says.
+    if (info.node_dir == dir_ / info.name) {
+        report(info.name + ": removing " + info.node_dir.string());
+        fs::remove_all(info.node_dir);
+    } else {
+        report(info.name + ": keeping " + info.node_dir.string() +
+               " (not the directory `pgmesh local add` makes)");
+    }
+    std::erase_if(nodes_, [number](const NodeInfo &other) { return other.number == number; });
+    write_state_file();
+}
+
+void LocalCluster::part_node(int number, int via_number) {
+    const NodeInfo &info = node(number);
+    const NodeInfo &via = node(via_number);
+    report(info.name + ": pgmesh.part_node on " + via.name);
+    try {
+        pq::Connection conn = pq::Connection::open(dsn(via_number));
+        const std::array<pq::Value, 1> params = {info.name};
+        conn.exec_params("SELECT pgmesh.part_node($1)", params);
+    } catch (const pq::Error &error) {
+        throw NodeError(via_number, via.name + ": parting " + info.name +
+                                        " (pgmesh.part_node) failed: " + error.what());
+    }
+    // Recorded before its server stops: the group has let the node go,
+    // whatever happens to its server now, and `local start` must not start it
+    // again.
+    mutable_node(number).state = NodeState::kParted;
+    write_state_file();
+    stop(number);
 }
 
 }  // namespace pgmesh::local

@@ -5,6 +5,7 @@
 //
 // Layout of a cluster directory DIR:
 //   DIR/pgmesh-local.conf      state file (key=value lines)
+//   DIR/pgmesh-local.lock      locked while `local add` or `local part` runs
 //   DIR/node<i>/data/          the data directory of node i
 //   DIR/node<i>/postgres.log   its server log (pg_ctl -l; appended on restarts)
 //   DIR/node<i>/.s.PGSQL.<port> its Unix socket (when the path is short enough)
@@ -15,10 +16,12 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pgmesh::local {
@@ -64,13 +67,45 @@ struct ClusterOptions {
     std::filesystem::path pg_bindir;
 };
 
+// Nodes come and go (`pgmesh local add`, `local part`), but a local
+// cluster keeps a parted node's record, so that its number, and with it its
+// name, is never given to another node: the group keeps a parted node's row
+// under that name for good.
+enum class NodeState {
+    kMember,
+    // Recorded before `local add` runs initdb, so that an add that is
+    // interrupted leaves no server that the state file does not know of; the
+    // next `local add` removes such a node.
+    kAdding,
+    kParted,
+};
+
 struct NodeInfo {
-    int number = 0;    // 1-based
+    int number = 0;    // 1-based; never reused, so there can be gaps
     std::string name;  // "node<number>", also the pgmesh node name
     int port = 0;
     std::filesystem::path node_dir;
+    NodeState state = NodeState::kMember;
+    bool is_member() const { return state == NodeState::kMember; }
     std::filesystem::path data_dir() const { return node_dir / "data"; }
     std::filesystem::path log_file() const { return node_dir / "postgres.log"; }
+};
+
+// An exclusive lock on a cluster directory, held while a command changes
+// which nodes the cluster has, so that two such commands never pick the same
+// node number or remove each other's node being added.
+class ChangeLock {
+public:
+    explicit ChangeLock(int fd) : fd_(fd) {}
+    ChangeLock(ChangeLock &&other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    ChangeLock &operator=(ChangeLock &&) = delete;
+    ~ChangeLock();
+    bool valid() const { return fd_ >= 0; }
+    // flock without waiting: 0, or -1 with errno (EWOULDBLOCK: held elsewhere).
+    int try_lock() const;
+
+private:
+    int fd_;
 };
 
 enum class StopMode { kFast, kImmediate };
@@ -91,9 +126,13 @@ public:
     const std::filesystem::path &dir() const { return dir_; }
     const std::string &db_name() const { return db_name_; }
     const std::filesystem::path &pg_bindir() const { return pg_bindir_; }
+    // Every recorded node, parted ones included.
     int node_count() const { return static_cast<int>(nodes_.size()); }
+    // The nodes that are in the group: neither parted nor being added.
+    int member_count() const;
     const std::vector<NodeInfo> &nodes() const { return nodes_; }
     const NodeInfo &node(int number) const;
+    const NodeInfo *find_node(std::string_view name) const;
     // Whether form_mesh() completed for this cluster (recorded in the state file).
     bool formed() const { return formed_; }
 
@@ -113,6 +152,7 @@ public:
     // death.
     std::vector<pid_t> kill9(int number,
                              std::chrono::seconds child_grace = std::chrono::seconds(30));
+    // Starts the members; stops every node that runs.
     void start_all();
     void stop_all(StopMode mode = StopMode::kFast);
     bool is_running(int number) const;
@@ -129,15 +169,49 @@ public:
     // formed=1 in the state file.
     void form_mesh(std::chrono::seconds ready_timeout = std::chrono::seconds(120));
 
+    // Adding and parting nodes (`pgmesh local add`, `local part`). Take the
+    // lock first: it reads the state file again under the lock.
+    ChangeLock lock_for_changes();
+    // The first running member other than `except` whose own row in
+    // pgmesh.nodes says 'ready': the one to join through or part from.
+    std::optional<int> first_ready_node(std::optional<int> except = std::nullopt) const;
+    // node name -> state, from pgmesh.nodes of that node.
+    std::map<std::string, std::string> group_node_states(int via_number) const;
+    // Removes the nodes an interrupted `local add` left (NodeState::kAdding).
+    void discard_unfinished_nodes();
+    // Picks the next node: one number above every node the cluster has had
+    // and whose name the group does not have already (except as 'joining',
+    // left by a failed join, which a join under that name clears), and the
+    // first free port above the other nodes'. Creates its directory and
+    // records it as being added. Returns its number.
+    int reserve_node(int via_number);
+    // initdb for a reserved node, with the settings of the other nodes (their
+    // pgmesh block of postgresql.conf) and then its own and extra_settings;
+    // starts it, creates the database and the extension, joins through
+    // via_number, waits until ready, and records it as a member.
+    void add_node(int number, int via_number, const std::vector<Setting> &extra_settings,
+                  std::chrono::seconds ready_timeout = std::chrono::seconds(120));
+    // Stops a node that is being added (immediate), removes its directory and
+    // forgets it: after a failed add, the cluster is as it was before.
+    void discard_node(int number);
+    // pgmesh.part_node(name) on via_number, then records the node as parted
+    // and stops its server. Its directory stays until `local down --purge`.
+    void part_node(int number, int via_number);
+
     // The last `lines` lines of the node's server log.
     std::string log_tail(int number, size_t lines) const;
 
 private:
     LocalCluster() = default;
+    void read_state_file();
     void write_state_file() const;
     void report(std::string_view message) const;
+    NodeInfo &mutable_node(int number);
+    std::vector<std::string> initdb_argv(const NodeInfo &node, bool no_sync) const;
     void write_configuration(const NodeInfo &node, const ClusterOptions &options,
                              bool server_has_output_plugin_libraries) const;
+    void write_added_configuration(const NodeInfo &node,
+                                   const std::vector<Setting> &extra_settings) const;
 
     std::filesystem::path dir_;
     std::string db_name_;
@@ -146,6 +220,10 @@ private:
     bool formed_ = false;
     Progress progress_;
 };
+
+// Throws std::invalid_argument unless each setting can be written as one
+// `name = 'value'` line of postgresql.conf.
+void check_settings(const std::vector<Setting> &settings);
 
 // The PostgreSQL bindir compiled in (PG_BINDIR from CMake), overridden by the
 // environment variable PGMESH_PG_BINDIR.

@@ -39,6 +39,8 @@ constexpr std::string_view kMainHelp =
 
 Usage:
   pgmesh local up     --dir DIR [--nodes N] [--base-port P] [--db NAME] [--set NAME=VALUE ...]
+  pgmesh local add    --dir DIR [--set NAME=VALUE ...]
+  pgmesh local part   --dir DIR --node NAME
   pgmesh local start  --dir DIR
   pgmesh local down   --dir DIR [--purge]
   pgmesh local status --dir DIR
@@ -47,6 +49,8 @@ Usage:
 
 Commands:
   local up      create, start and connect N local nodes into one pgmesh group
+  local add     create one more node in a local cluster and join it to the group
+  local part    part a node of a local cluster from the group and stop it
   local start   start the nodes of an existing local cluster again
   local down    stop a local cluster (--purge also removes its directory)
   local status  show each local node and its pgmesh.nodes / pgmesh.status
@@ -78,10 +82,43 @@ Prints one psql command per node. If a step fails, prints the failing node's
 server log, stops the nodes and keeps DIR for inspection.
 )";
 
+constexpr std::string_view kLocalAddHelp =
+    R"(Usage: pgmesh local add --dir DIR [--set NAME=VALUE ...]
+
+Adds one node to the running local cluster in DIR (made by `pgmesh local up`):
+initdb in DIR/node<N>, the settings of the other nodes, start on the next free
+port above theirs, create the database and the pgmesh extension, then
+pgmesh.join_group through the first running node that is ready, and
+pgmesh.wait_for_ready. Node numbers are never reused: after node3 was parted,
+the next node is node4.
+
+Options:
+  --dir DIR          cluster directory (required)
+  --set NAME=VALUE   extra postgresql.conf setting for the new node (repeatable;
+                     written after the settings copied from the other nodes)
+
+Prints a psql command for the new node. If a step fails, prints the new node's
+server log, then stops it and removes its directory: the cluster is as before.
+)";
+
+constexpr std::string_view kLocalPartHelp = R"(Usage: pgmesh local part --dir DIR --node NAME
+
+Parts node NAME (e.g. node3) of the local cluster in DIR from the group:
+pgmesh.part_node on the first running ready node other than NAME, then stops
+NAME's server. The cluster keeps NAME's directory and records it as parted:
+`local start` no longer starts it, `local status` shows it as parted, and
+`local down --purge` removes it with the rest.
+
+Options:
+  --dir DIR     cluster directory (required)
+  --node NAME   the node to part (required)
+)";
+
 constexpr std::string_view kLocalStartHelp = R"(Usage: pgmesh local start --dir DIR
 
 Starts every node of the local cluster in DIR that is not running (after
-`pgmesh local down` or a reboot) and prints one psql command per node.
+`pgmesh local down` or a reboot), except parted ones, and prints one psql
+command per node.
 )";
 
 constexpr std::string_view kLocalDownHelp = R"(Usage: pgmesh local down --dir DIR [--purge]
@@ -94,9 +131,10 @@ Options:
 
 constexpr std::string_view kLocalStatusHelp = R"(Usage: pgmesh local status --dir DIR
 
-For each node of the local cluster in DIR: whether it runs, its port and
-data directory, and when it runs the rows of pgmesh.nodes and pgmesh.status.
-Exit status 0 when every node runs, 1 otherwise.
+For each node of the local cluster in DIR: whether it runs (or was parted),
+its port and data directory, and when it runs the rows of pgmesh.nodes and
+pgmesh.status. Exit status 0 when every node that is not parted runs, 1
+otherwise.
 )";
 
 constexpr std::string_view kStatusHelp = R"(Usage: pgmesh status --dsn DSN
@@ -222,13 +260,30 @@ void print_log_tail(const local::LocalCluster &cluster, int node_number) {
               << tail << "--- end of " << node.name << "'s log ---\n";
 }
 
+void print_connection_line(const local::LocalCluster &cluster, const local::NodeInfo &node) {
+    std::cout << "psql " << local::shell_quote(cluster.dsn(node.number)) << "    # " << node.name
+              << "\n";
+}
+
 void print_connection_lines(const local::LocalCluster &cluster) {
     for (const local::NodeInfo &node : cluster.nodes()) {
-        std::cout << "psql " << local::shell_quote(cluster.dsn(node.number)) << "    # "
-                  << node.name << "\n";
+        if (node.is_member()) print_connection_line(cluster, node);
     }
     std::cout << "Stop with: pgmesh local down --dir " << local::shell_quote(cluster.dir().string())
               << "   (add --purge to delete it)\n";
+}
+
+// The --set NAME=VALUE options of a command.
+std::vector<local::Setting> setting_options(const Options &options, const std::string &command) {
+    std::vector<local::Setting> settings;
+    for (const std::string &setting : options.all("set")) {
+        size_t equals = setting.find('=');
+        if (equals == std::string::npos || equals == 0) {
+            throw UsageError("--set expects NAME=VALUE, not \"" + setting + "\"", command);
+        }
+        settings.push_back({setting.substr(0, equals), setting.substr(equals + 1)});
+    }
+    return settings;
 }
 
 int local_up(const std::vector<std::string> &arguments) {
@@ -244,14 +299,7 @@ int local_up(const std::vector<std::string> &arguments) {
     cluster_options.db_name = options.value("db").value_or(std::string(local::kDefaultDatabase));
     if (cluster_options.db_name.empty()) throw UsageError("--db must not be empty", "local up");
     if (auto bindir = options.value("pg-bindir")) cluster_options.pg_bindir = *bindir;
-    for (const std::string &setting : options.all("set")) {
-        size_t equals = setting.find('=');
-        if (equals == std::string::npos || equals == 0) {
-            throw UsageError("--set expects NAME=VALUE, not \"" + setting + "\"", "local up");
-        }
-        cluster_options.extra_settings.push_back(
-            {setting.substr(0, equals), setting.substr(equals + 1)});
-    }
+    cluster_options.extra_settings = setting_options(options, "local up");
 
     const fs::path dir = fs::absolute(cluster_options.dir).lexically_normal();
     const bool existed_before = local::LocalCluster::exists(dir);
@@ -314,8 +362,136 @@ int local_start(const std::vector<std::string> &arguments) {
         print_log_tail(cluster, error.node_number());
         return kExitFailure;
     }
-    std::cout << "pgmesh group of " << count_of(cluster.node_count(), "node") << " is running in "
+    std::cout << "pgmesh group of " << count_of(cluster.member_count(), "node") << " is running in "
               << cluster.dir().string() << ". Connect with:\n";
+    print_connection_lines(cluster);
+    return kExitOk;
+}
+
+// Nodes come and go only in a cluster whose group was formed.
+void require_formed(const local::LocalCluster &cluster, std::string_view command) {
+    if (!cluster.formed()) {
+        throw std::runtime_error("the cluster in " + cluster.dir().string() +
+                                 " was never fully set up (pgmesh local up failed); " +
+                                 std::string(command) + " needs a group");
+    }
+}
+
+std::string start_hint(const local::LocalCluster &cluster) {
+    return "start the cluster with `pgmesh local start --dir " +
+           local::shell_quote(cluster.dir().string()) + "`";
+}
+
+int local_add(const std::vector<std::string> &arguments) {
+    Options options("local add", {"dir", "set"}, {});
+    if (!options.parse(arguments)) {
+        std::cout << kLocalAddHelp;
+        return kExitOk;
+    }
+    const std::string dir = options.required("dir");
+    const std::vector<local::Setting> extra_settings = setting_options(options, "local add");
+    local::check_settings(extra_settings);
+    local::LocalCluster cluster = local::LocalCluster::open(dir, print_progress);
+    local::ChangeLock lock = cluster.lock_for_changes();
+    require_formed(cluster, "local add");
+    cluster.discard_unfinished_nodes();
+    std::optional<int> via = cluster.first_ready_node();
+    if (!via) {
+        throw std::runtime_error("no node of " + cluster.dir().string() +
+                                 " runs and is ready to join through; " + start_hint(cluster));
+    }
+    const int number = cluster.reserve_node(*via);
+    const std::string name = cluster.node(number).name;
+    try {
+        cluster.add_node(number, *via, extra_settings);
+    } catch (const std::exception &error) {
+        std::cerr << "pgmesh: local add failed: " << error.what() << "\n";
+        if (const auto *node_error = dynamic_cast<const local::NodeError *>(&error)) {
+            print_log_tail(cluster, node_error->node_number());
+            // A join involves the node joined through too.
+            const local::NodeInfo &other =
+                cluster.node(node_error->node_number() == number ? *via : number);
+            std::cerr << "pgmesh: " << other.name << "'s log: " << other.log_file().string()
+                      << "\n";
+        }
+        try {
+            cluster.discard_node(number);
+            std::cerr << "pgmesh: removed " << name << "; the cluster is as it was\n";
+        } catch (const std::exception &cleanup_error) {
+            std::cerr << "pgmesh: while cleaning up: " << cleanup_error.what() << "\n"
+                      << "pgmesh: " << name << " stays recorded as being added; the next "
+                      << "`pgmesh local add` removes it\n";
+            return kExitFailure;
+        }
+        // A join that fails undoes its row on the node joined through; when
+        // it could not, the next join under the same name clears it.
+        try {
+            auto states = cluster.group_node_states(*via);
+            if (auto left = states.find(name); left != states.end()) {
+                std::cerr << "pgmesh: the group still lists " << name << " (" << left->second
+                          << "); the next `pgmesh local add` joins under that name again\n";
+            }
+        } catch (const pq::Error &) {
+            // Only a note; the add failed either way.
+        }
+        return kExitFailure;
+    }
+    std::cout << name << " joined the pgmesh group in " << cluster.dir().string() << " through "
+              << cluster.node(*via).name << "; the group has "
+              << count_of(cluster.member_count(), "node") << ". Connect with:\n";
+    print_connection_line(cluster, cluster.node(number));
+    return kExitOk;
+}
+
+int local_part(const std::vector<std::string> &arguments) {
+    Options options("local part", {"dir", "node"}, {});
+    if (!options.parse(arguments)) {
+        std::cout << kLocalPartHelp;
+        return kExitOk;
+    }
+    const std::string dir = options.required("dir");
+    const std::string name = options.required("node");
+    local::LocalCluster cluster = local::LocalCluster::open(dir, print_progress);
+    local::ChangeLock lock = cluster.lock_for_changes();
+    const local::NodeInfo *node = cluster.find_node(name);
+    if (node == nullptr) {
+        std::string known;
+        for (const local::NodeInfo &info : cluster.nodes()) {
+            known += (known.empty() ? "" : ", ") + info.name;
+        }
+        throw UsageError(
+            "no node \"" + name + "\" in " + cluster.dir().string() + " (nodes: " + known + ")",
+            "local part");
+    }
+    if (node->state == local::NodeState::kParted) {
+        throw std::runtime_error(name + " is parted already");
+    }
+    if (node->state == local::NodeState::kAdding) {
+        throw std::runtime_error(name +
+                                 " was never fully added (an interrupted `pgmesh local "
+                                 "add`); the next `pgmesh local add` removes it");
+    }
+    require_formed(cluster, "local part");
+    const int number = node->number;
+    std::optional<int> via = cluster.first_ready_node(number);
+    if (!via) {
+        throw std::runtime_error("no node other than " + name +
+                                 " runs and is ready to part it from; " + start_hint(cluster));
+    }
+    try {
+        cluster.part_node(number, *via);
+    } catch (const local::NodeError &error) {
+        const bool parted = cluster.node(number).state == local::NodeState::kParted;
+        std::cerr << "pgmesh: " << (parted ? "parted " + name + ", but " : "local part failed: ")
+                  << error.what() << "\n";
+        print_log_tail(cluster, error.node_number());
+        return kExitFailure;
+    }
+    std::cout << "parted " << name << " from the pgmesh group in " << cluster.dir().string()
+              << " through " << cluster.node(*via).name << " and stopped it; "
+              << cluster.node(number).node_dir.string()
+              << " is kept until `pgmesh local down --purge`. The group has "
+              << count_of(cluster.member_count(), "node") << ":\n";
     print_connection_lines(cluster);
     return kExitOk;
 }
@@ -356,19 +532,28 @@ int local_status(const std::vector<std::string> &arguments) {
         return kExitOk;
     }
     local::LocalCluster cluster = local::LocalCluster::open(options.required("dir"));
+    const int others = cluster.node_count() - cluster.member_count();
     std::cout << "local cluster " << cluster.dir().string() << ": "
-              << count_of(cluster.node_count(), "node") << ", database \"" << cluster.db_name()
-              << "\"" << (cluster.formed() ? "" : " (never fully set up: local up failed)") << "\n";
+              << count_of(cluster.member_count(), "node")
+              << (others == 0 ? "" : " (and " + std::to_string(others) + " parted or being added)")
+              << ", database \"" << cluster.db_name() << "\""
+              << (cluster.formed() ? "" : " (never fully set up: local up failed)") << "\n";
     local::TextTable overview;
     overview.headers = {"node", "state", "pid", "port", "data directory"};
     overview.right_aligned = {false, false, true, true, false};
     bool all_running = true;
     for (const local::NodeInfo &node : cluster.nodes()) {
         std::optional<pid_t> pid = cluster.postmaster_pid(node.number);
-        all_running = all_running && pid.has_value();
-        overview.rows.push_back({node.name, pid ? "running" : "stopped",
-                                 pid ? std::to_string(*pid) : "", std::to_string(node.port),
-                                 node.data_dir().string()});
+        std::string state = pid ? "running" : "stopped";
+        if (node.is_member()) {
+            all_running = all_running && pid.has_value();
+        } else {
+            // A node being added runs only while its `local add` does.
+            state = (node.state == local::NodeState::kParted ? "parted" : "being added") +
+                    (pid ? std::string(", running") : std::string());
+        }
+        overview.rows.push_back({node.name, state, pid ? std::to_string(*pid) : "",
+                                 std::to_string(node.port), node.data_dir().string()});
     }
     std::cout << local::format_table(overview, /*with_row_count=*/false);
     for (const local::NodeInfo &node : cluster.nodes()) {
@@ -450,10 +635,14 @@ int dispatch(const std::vector<std::string> &arguments) {
     if (command == "status") return status(rest);
     if (command == "verify") return verify(rest);
     if (command == "local") {
-        if (rest.empty()) throw UsageError("local needs a subcommand: up, start, down, status", "");
+        if (rest.empty()) {
+            throw UsageError("local needs a subcommand: up, add, part, start, down, status", "");
+        }
         const std::string subcommand = rest[0];
         std::vector<std::string> local_arguments(rest.begin() + 1, rest.end());
         if (subcommand == "up") return local_up(local_arguments);
+        if (subcommand == "add") return local_add(local_arguments);
+        if (subcommand == "part") return local_part(local_arguments);
         if (subcommand == "start") return local_start(local_arguments);
         if (subcommand == "down") return local_down(local_arguments);
         if (subcommand == "status") return local_status(local_arguments);

@@ -8,6 +8,7 @@
 #include "cluster_fixture.hpp"
 #include "local_cluster.hpp"
 #include "pgmesh_stub.hpp"
+#include "pq.hpp"
 #include "run_process.hpp"
 
 namespace {
@@ -48,6 +49,39 @@ struct TempDir {
     }
 };
 
+// A cluster made by `pgmesh local up`, stopped and removed at the end.
+struct UpCluster {
+    TempDir temp;
+    std::string dir = (temp.path / "cluster").string();
+    CliResult up;
+
+    explicit UpCluster(int nodes)
+        : up(run_cli({"local", "up", "--nodes", std::to_string(nodes), "--dir", dir, "--base-port",
+                      std::to_string(pgmesh::local::find_free_ports(1, 0)[0])})) {}
+    ~UpCluster() {
+        if (!pgmesh::local::LocalCluster::exists(dir)) return;
+        run_cli({"local", "down", "--dir", dir});
+        const pgmesh::local::LocalCluster stopped = cluster();
+        for (const auto &node : stopped.nodes()) {
+            EXPECT_TRUE(pgmesh::local::find_signal_terminations(node.log_file()).empty())
+                << node.name << ": " << pgmesh::local::read_tail(node.log_file(), 80);
+        }
+    }
+    // Read again each time: the CLI changes the state file.
+    pgmesh::local::LocalCluster cluster() const { return pgmesh::local::LocalCluster::open(dir); }
+    std::string dsn(int node) const { return cluster().dsn(node); }
+};
+
+// The first column of the only row of a query on a node ("NULL" for NULL).
+std::string query(const std::string &dsn, std::string_view sql) {
+    pgmesh::pq::Connection conn = pgmesh::pq::Connection::open(dsn);
+    return conn.query_value(sql).value_or("NULL");
+}
+
+void exec(const std::string &dsn, std::string_view sql) {
+    pgmesh::pq::Connection::open(dsn).exec(sql);
+}
+
 TEST(CliUsage, HelpAndUsageErrors) {
     CliResult help = run_cli({"--help"});
     EXPECT_EQ(help.exit_code, 0);
@@ -73,6 +107,28 @@ TEST(CliUsage, HelpAndUsageErrors) {
     CliResult one_dsn = run_cli({"verify", "--dsn", "host=127.0.0.1"});
     EXPECT_EQ(one_dsn.exit_code, 2);
     EXPECT_TRUE(contains(one_dsn.output, "at least two")) << one_dsn.output;
+}
+
+TEST(CliUsage, AddAndPartUsageErrors) {
+    CliResult help = run_cli({"--help"});
+    EXPECT_TRUE(contains(help.output, "pgmesh local add")) << help.output;
+    EXPECT_TRUE(contains(help.output, "pgmesh local part")) << help.output;
+    EXPECT_EQ(run_cli({"local", "add", "--help"}).exit_code, 0);
+    EXPECT_EQ(run_cli({"local", "part", "--help"}).exit_code, 0);
+
+    CliResult add_no_dir = run_cli({"local", "add"});
+    EXPECT_EQ(add_no_dir.exit_code, 2);
+    EXPECT_TRUE(contains(add_no_dir.output, "--dir is required")) << add_no_dir.output;
+    CliResult bad_set = run_cli({"local", "add", "--dir", "/tmp/x", "--set", "fsync"});
+    EXPECT_EQ(bad_set.exit_code, 2);
+    EXPECT_TRUE(contains(bad_set.output, "--set expects NAME=VALUE")) << bad_set.output;
+
+    CliResult part_no_dir = run_cli({"local", "part", "--node", "node3"});
+    EXPECT_EQ(part_no_dir.exit_code, 2);
+    EXPECT_TRUE(contains(part_no_dir.output, "--dir is required")) << part_no_dir.output;
+    CliResult part_no_node = run_cli({"local", "part", "--dir", "/tmp/x"});
+    EXPECT_EQ(part_no_node.exit_code, 2);
+    EXPECT_TRUE(contains(part_no_node.output, "--node is required")) << part_no_node.output;
 }
 
 TEST(CliUsage, LocalCommandsRefuseDirectoriesWithoutACluster) {
@@ -156,6 +212,14 @@ TEST_F(CliOnPlainNodes, LocalStatusWorksOnTheFixturesCluster) {
     EXPECT_TRUE(contains(one_down.output, "node2 | stopped")) << one_down.output;
 }
 
+TEST_F(CliOnPlainNodes, PartRefusesAnUnknownNodeName) {
+    const std::string dir = (temp_dir() / "cluster").string();
+    CliResult result = run_cli({"local", "part", "--dir", dir, "--node", "node9"});
+    EXPECT_EQ(result.exit_code, 2) << result.output;
+    EXPECT_TRUE(contains(result.output, "no node \"node9\" in " + dir + " (nodes: node1, node2)"))
+        << result.output;
+}
+
 TEST(CliLocal, UpFailsCleanlyWithoutTheExtension) {
     if (pgmesh_installed()) GTEST_SKIP() << "pgmesh is installed; UpFormsAGroup covers local up";
     TempDir temp;
@@ -228,6 +292,89 @@ TEST(CliLocal, UpFormsAGroup) {
         EXPECT_TRUE(pgmesh::local::find_signal_terminations(node.log_file()).empty())
             << node.name << ": " << pgmesh::local::read_tail(node.log_file(), 80);
     }
+}
+
+TEST(CliLocal, AddJoinsANodeThatReplicatesBothWays) {
+    if (!pgmesh_installed()) GTEST_SKIP() << "pgmesh is not installed (cmake --install build)";
+    UpCluster cluster(2);
+    ASSERT_EQ(cluster.up.exit_code, 0) << cluster.up.output;
+    exec(cluster.dsn(1),
+         "BEGIN; SET LOCAL pgmesh.permit_ddl_locking = on;"
+         "CREATE TABLE items (id int PRIMARY KEY, note text); COMMIT;"
+         "INSERT INTO items VALUES (1, 'before the add')");
+
+    CliResult add = run_cli({"local", "add", "--dir", cluster.dir});
+    ASSERT_EQ(add.exit_code, 0) << add.output;
+    EXPECT_TRUE(contains(add.output, "node3 joined the pgmesh group")) << add.output;
+    EXPECT_TRUE(contains(add.output, "psql \"host=127.0.0.1 port=")) << add.output;
+    EXPECT_EQ(query(cluster.dsn(3), "SELECT note FROM items WHERE id = 1"), "before the add");
+    exec(cluster.dsn(3), "INSERT INTO items VALUES (2, 'from node3')");
+    EXPECT_EQ(query(cluster.dsn(3), "SELECT pgmesh.wait_for_sync(60)"), "t");
+    EXPECT_EQ(query(cluster.dsn(1), "SELECT note FROM items WHERE id = 2"), "from node3");
+
+    CliResult status = run_cli({"local", "status", "--dir", cluster.dir});
+    EXPECT_EQ(status.exit_code, 0) << status.output;
+    EXPECT_TRUE(contains(status.output, "node3 | running")) << status.output;
+
+    ASSERT_EQ(run_cli({"local", "down", "--dir", cluster.dir}).exit_code, 0);
+    CliResult start = run_cli({"local", "start", "--dir", cluster.dir});
+    EXPECT_EQ(start.exit_code, 0) << start.output;
+    EXPECT_TRUE(contains(start.output, "group of 3 nodes is running")) << start.output;
+    for (int node = 1; node <= 3; ++node) EXPECT_TRUE(cluster.cluster().is_running(node)) << node;
+}
+
+TEST(CliLocal, AddThatFailsLeavesTheClusterAsItWas) {
+    if (!pgmesh_installed()) GTEST_SKIP() << "pgmesh is not installed (cmake --install build)";
+    UpCluster cluster(2);
+    ASSERT_EQ(cluster.up.exit_code, 0) << cluster.up.output;
+
+    // Without pgmesh preloaded the server starts, and the join (or already
+    // CREATE EXTENSION) fails.
+    CliResult failed =
+        run_cli({"local", "add", "--dir", cluster.dir, "--set", "shared_preload_libraries="});
+    EXPECT_EQ(failed.exit_code, 1) << failed.output;
+    EXPECT_TRUE(contains(failed.output, "local add failed: node3: ")) << failed.output;
+    EXPECT_TRUE(contains(failed.output, "shared_preload_libraries")) << failed.output;
+    EXPECT_TRUE(contains(failed.output, "lines of " + cluster.dir + "/node3/postgres.log"))
+        << failed.output;
+    EXPECT_TRUE(contains(failed.output, "the cluster is as it was")) << failed.output;
+    EXPECT_FALSE(fs::exists(fs::path(cluster.dir) / "node3"));
+    EXPECT_EQ(cluster.cluster().node_count(), 2);
+
+    // Nothing joined, so the number is free again.
+    CliResult add = run_cli({"local", "add", "--dir", cluster.dir});
+    EXPECT_EQ(add.exit_code, 0) << add.output;
+    EXPECT_TRUE(contains(add.output, "node3 joined")) << add.output;
+}
+
+// Needs pgmesh.part_node in the installed extension.
+TEST(CliLocal, PartStopsTheNodeAndTheNextAddMakesANewOne) {
+    if (!pgmesh_installed()) GTEST_SKIP() << "pgmesh is not installed (cmake --install build)";
+    UpCluster cluster(3);
+    ASSERT_EQ(cluster.up.exit_code, 0) << cluster.up.output;
+
+    CliResult part = run_cli({"local", "part", "--dir", cluster.dir, "--node", "node3"});
+    ASSERT_EQ(part.exit_code, 0) << part.output;
+    EXPECT_TRUE(contains(part.output, "parted node3 from the pgmesh group")) << part.output;
+    EXPECT_EQ(query(cluster.dsn(1), "SELECT state FROM pgmesh.nodes WHERE node_name = 'node3'"),
+              "parted");
+    EXPECT_FALSE(cluster.cluster().is_running(3));
+    CliResult status = run_cli({"local", "status", "--dir", cluster.dir});
+    EXPECT_EQ(status.exit_code, 0) << status.output;
+    EXPECT_TRUE(contains(status.output, "node3 | parted")) << status.output;
+
+    CliResult add = run_cli({"local", "add", "--dir", cluster.dir});
+    ASSERT_EQ(add.exit_code, 0) << add.output;
+    EXPECT_TRUE(contains(add.output, "node4 joined")) << add.output;
+
+    ASSERT_EQ(run_cli({"local", "down", "--dir", cluster.dir}).exit_code, 0);
+    CliResult start = run_cli({"local", "start", "--dir", cluster.dir});
+    EXPECT_EQ(start.exit_code, 0) << start.output;
+    EXPECT_TRUE(contains(start.output, "group of 3 nodes is running")) << start.output;
+    EXPECT_FALSE(cluster.cluster().is_running(3)) << "local start must not start a parted node";
+
+    EXPECT_EQ(run_cli({"local", "down", "--dir", cluster.dir, "--purge"}).exit_code, 0);
+    EXPECT_FALSE(fs::exists(cluster.dir));
 }
 
 }  // namespace
