@@ -24,6 +24,11 @@ namespace pgmesh::mesh {
 inline constexpr std::string_view kDdlPrefix = "pgmesh_ddl";
 inline constexpr std::string_view kLockPrefix = "pgmesh_lock";
 inline constexpr std::string_view kClockPrefix = "pgmesh_clock";
+// A join's barrier on a member (join.cpp): an empty transaction of the
+// member's own, with nothing to apply. Applying it moves the receiver's
+// origin for the member, which is all the barrier is for; unlike a row
+// update it cannot meet a local row and count as a conflict.
+inline constexpr std::string_view kBarrierPrefix = "pgmesh_barrier";
 
 // Layout version of both message kinds.
 inline constexpr uint8_t kMessageVersion = 1;

@@ -66,6 +66,9 @@ Applier::Applier(ApplyIdentity identity) : identity_(std::move(identity)) {
         if (own) pg::call([] { CommitTransactionCommand(); });
         ddl_lock::on_message(identity_.local_node_id, identity_.peer_node_id, key, m);
     });
+    // A join's barrier: its commit moves our origin for the peer, and
+    // that is all it is for.
+    router_.add(std::string(mesh::kBarrierPrefix), [](const proto::Message &) {});
     router_.add(std::string(mesh::kClockPrefix), [this](const proto::Message &m) {
         if (m.transactional) {
             ignore_forged(m, "a clock tick inside a transaction");

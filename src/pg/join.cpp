@@ -45,6 +45,7 @@
 #include "dump_restore.hpp"
 #include "fault.hpp"
 #include "guard.hpp"
+#include "mesh_message.hpp"
 #include "node.hpp"
 #include "node_admin.hpp"
 #include "origins.hpp"
@@ -323,8 +324,8 @@ private:
             // target's position for m passes the start once it applied it.
             remote::Connection sql = remote::connect(m.dsn, false, "pgmesh join", 30);
             remote::exec_params(sql.get(),
-                                "UPDATE pgmesh.node SET state = state WHERE node_id = $1",
-                                {std::to_string(m.node_id)}, PGRES_COMMAND_OK);
+                                "SELECT pg_catalog.pg_logical_emit_message(true, $1, '')",
+                                {std::string(mesh::kBarrierPrefix)});
         }
     }
 

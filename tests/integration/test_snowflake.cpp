@@ -186,7 +186,12 @@ TEST_F(SnowflakeTest, UseSnowflakeColumnsReplicateWithoutConflicts) {
                                      "o.node_name = t.origin WHERE " +
                                      node_bits("t." + quoted_column) + " <> o.node_number"),
                   "0");
-        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.conflict_history"), "0");
+        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.conflict_history"), "0")
+            << "node" << n << ": "
+            << query_value(n,
+                           "SELECT string_agg(format('%s on %s.%s: %s, local %s, remote %s', "
+                           "conflict_type, table_schema, table_name, resolution, local_tuple, "
+                           "remote_tuple), '; ') FROM pgmesh.conflict_history");
     }
     expect_no_apply_errors();
     verify_all();
