@@ -121,6 +121,14 @@ CREATE FUNCTION pgmesh.record_tombstone() RETURNS trigger
 
 -- Per-table choice of resolver per conflict type. Replicated, so that every
 -- node resolves the same way (the defaults need no row here).
+-- What this node's relay slot holds (src/pg/relay.hpp): every transaction
+-- of origin_node_id applied here whose commit LSN on that node is above
+-- covered_after. Not replicated: each node's own.
+CREATE TABLE pgmesh.relay_coverage (
+    origin_node_id bigint PRIMARY KEY,
+    covered_after  pg_lsn NOT NULL
+);
+
 CREATE TABLE pgmesh.conflict_resolver (
     table_schema  text NOT NULL,
     table_name    text NOT NULL,
@@ -251,6 +259,14 @@ RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_join_group';
 CREATE FUNCTION pgmesh.part_node(node_name text) RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_part_node';
 
+-- Internal to part_node (src/pg/forward.cpp), which calls it on each
+-- survivor that got fewer of a dead node's transactions than another:
+-- applies those it lacks from that survivor's relay slot, as the dead node
+-- sent them. Returns the dead node's commit LSN applied up to.
+CREATE FUNCTION pgmesh.forward_missing(dead_node_id bigint, source_node_id bigint,
+                                       up_to pg_lsn, timeout integer) RETURNS pg_lsn
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_forward_missing';
+
 CREATE FUNCTION pgmesh.wait_for_ready(timeout integer DEFAULT 60) RETURNS boolean
     LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_wait_for_ready';
 
@@ -309,7 +325,7 @@ CREATE FUNCTION pgmesh.use_snowflake(relation regclass, column_name name) RETURN
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_use_snowflake';
 
 REVOKE ALL ON FUNCTION pgmesh.create_group(text, text), pgmesh.join_group(text, text, text),
-    pgmesh.part_node(text),
+    pgmesh.part_node(text), pgmesh.forward_missing(bigint, bigint, pg_lsn, integer),
     pgmesh.pause_apply(), pgmesh.resume_apply(), pgmesh.hold_apply(integer),
     pgmesh.skip_transaction(text, pg_lsn) FROM PUBLIC;
 -- Checks ownership of the table and the right to execute a resolver

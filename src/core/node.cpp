@@ -36,6 +36,10 @@ std::string slot_name(uint64_t provider, uint64_t subscriber) {
     return std::string(kNamePrefix) + hex_id(provider) + "_" + hex_id(subscriber);
 }
 
+std::string relay_slot_name(uint64_t node) {
+    return std::string(kNamePrefix) + "relay_" + hex_id(node);
+}
+
 std::string origin_name(uint64_t provider) {
     return std::string(kNamePrefix) + hex_id(provider);
 }

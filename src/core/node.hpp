@@ -22,6 +22,10 @@ std::optional<State> parse_state(std::string_view text);
 std::string hex_id(uint64_t id);
 // The slot on `provider` that `subscriber` streams from.
 std::string slot_name(uint64_t provider, uint64_t subscriber);
+// The relay slot on `node` (relay.hpp): it keeps the WAL of what `node`
+// applied from its peers until every other member has those changes too,
+// so that `node` can forward them when their origin dies.
+std::string relay_slot_name(uint64_t node);
 // The replication origin, on any node, of the changes that came from
 // `provider`.
 std::string origin_name(uint64_t provider);

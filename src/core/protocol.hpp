@@ -37,6 +37,13 @@ inline constexpr std::string_view kBinaryLayout = "binary_layout";
 inline constexpr std::string_view kEncoding = "encoding";  // must equal the provider's
 // The commit LSN of a transaction to send empty (pgmesh.skip_transaction).
 inline constexpr std::string_view kSkipCommitLsn = "skip_commit_lsn";
+// Forwarding (relay slot only): the node id (decimal) of a dead node whose
+// transactions this node applied; the stream then carries those, and only
+// those, as that node sent them (its id, commit LSN and time).
+inline constexpr std::string_view kForwardOrigin = "forward_origin_node_id";
+// Forwarding: the origin's commit LSN the subscriber has applied up to;
+// transactions up to it are not sent.
+inline constexpr std::string_view kForwardAfterLsn = "forward_after_lsn";
 }  // namespace start_option
 
 struct StartOption {

@@ -9,8 +9,17 @@
 // as flushed only once local WAL is flushed past it; with nothing pending and
 // no transaction open, everything received counts. Feedback goes out when the
 // stream goes quiet and the positions moved, and at least every second.
+//
+// The same worker forwards (forward_main, for pgmesh.forward_missing): it
+// streams a dead peer's transactions from another survivor's relay slot
+// (relay.hpp, output_plugin.cpp) and applies them as that peer's, with our
+// origin for it, so that each is applied once whichever way it arrives. It
+// confirms nothing (the relay slot stays where it is, for the next survivor
+// that needs it) and stops once our origin for the dead peer reaches
+// `up_to`, or with an error once the survivor has sent all it has.
 #include <algorithm>
 #include <deque>
+#include <optional>
 #include <string>
 
 #include "apply.hpp"
@@ -98,10 +107,13 @@ private:
 
 class ApplyWorker {
 public:
-    ApplyWorker(Oid dboid, uint64_t peer_id) : dboid_(dboid), peer_id_(peer_id) {}
+    ApplyWorker(Oid dboid, uint64_t peer_id, std::optional<ForwardJob> forward = std::nullopt)
+        : dboid_(dboid), peer_id_(peer_id), forward_(forward) {}
 
     void run() {
-        attach_slot();
+        // A forwarding worker is not the peer's apply worker, and shows
+        // in no status slot; its error goes to pgmesh.forward_missing.
+        if (!forward_) attach_slot();
         try {
             stream();
         } catch (const pg::Error &e) {
@@ -135,13 +147,18 @@ private:
 
     void record_error(const std::string &message) {
         LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
-        strlcpy(slot_->last_error, message.c_str(), shmem::kErrorLength);
-        slot_->connected = false;
+        if (slot_) {
+            strlcpy(slot_->last_error, message.c_str(), shmem::kErrorLength);
+            slot_->connected = false;
+        } else if (shmem::DatabaseSlot *d = shmem::database_slot(dboid_, false)) {
+            strlcpy(d->forward_error, message.c_str(), shmem::kErrorLength);
+        }
         LWLockRelease(shmem::state().lock);
     }
 
     template <typename F>
     void update_slot(F &&f) {
+        if (!slot_) return;
         pg::call([&] {
             LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
             f(*slot_);
@@ -160,6 +177,7 @@ private:
     // pgmesh.hold_apply that sees every worker holding knows that none
     // will commit until it lets go.
     bool paused() {
+        if (!slot_) return false;
         return pg::call([&] {
             LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
             shmem::DatabaseSlot *d = shmem::database_slot(dboid_, false);
@@ -182,45 +200,82 @@ private:
         });
         catalog::Nodes nodes = catalog::read_nodes();
         const catalog::Node *peer = nodes.find(peer_id_);
-        if (!nodes.local_id || !peer || peer->state != node::State::kReady) {
+        // Forwarding streams from a survivor, not from the (dead) peer.
+        const catalog::Node *source = forward_ ? nodes.find(forward_->source_id) : peer;
+        if (!nodes.local_id || !peer || !source || source->state != node::State::kReady ||
+            (forward_ ? peer->state == node::State::kParted
+                      : peer->state != node::State::kReady)) {
             pg::call([] { CommitTransactionCommand(); });
+            if (forward_)
+                throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                                "cannot forward: the nodes are not as pgmesh.forward_missing saw "
+                                "them");
             return;  // nothing to stream from: the manager will notice
         }
         uint64_t local_id = *nodes.local_id;
         int64_t copied_until = nodes.copied_until;
-        std::string peer_dsn = peer->dsn;
+        std::string source_dsn = source->dsn;
+        std::string source_name = source->name;
         std::string peer_name = peer->name;
         peer_name_ = peer_name;
         fault::set_worker_peer(peer_name.c_str());
-        std::string slot_name = node::slot_name(peer_id_, local_id);
+        std::string slot_name = forward_ ? node::relay_slot_name(forward_->source_id)
+                                         : node::slot_name(peer_id_, local_id);
         RepOriginId origin = origins::find_or_create(node::origin_name(peer_id_));
         pg::call([] { CommitTransactionCommand(); });
+
+        remote::Connection conn = remote::connect(
+            source_dsn, true,
+            (forward_ ? "pgmesh forward " : "pgmesh apply ") + node::hex_id(local_id) + " from " +
+                source_name);
+        // Our origin for the peer, taken only once connected: while the
+        // peer is unreachable (dead, being parted) a forwarding worker may
+        // need it, and two sessions cannot hold one origin.
         origins::start_session(origin);
         uint64_t start_lsn = pg::call([] { return replorigin_session_get_progress(false); });
-
         flushed_remote_ = start_lsn;
-        remote::Connection conn = remote::connect(
-            peer_dsn, true, "pgmesh apply " + node::hex_id(local_id) + " from " + peer_name);
+        flushed_or_applied_ = start_lsn;
         // A replication connection takes no parameters (nor the extended
         // protocol): values are quoted by libpq.
         remote::Result exists = remote::exec(
             conn.get(), "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
                             remote::quote_literal(conn.get(), slot_name));
-        if (PQntuples(exists.get()) == 0)
+        if (PQntuples(exists.get()) == 0) {
+            if (forward_)
+                throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                                "node \"" + source_name + "\" has no relay slot \"" + slot_name +
+                                    "\"",
+                                "Without it, it cannot forward what it applied from node \"" +
+                                    peer_name + "\".");
             remote::create_logical_slot(conn.get(), slot_name, remote::SlotSnapshot::kNothing);
+        }
+        if (forward_) {
+            // Everything the source applied from the dead peer is in its WAL
+            // before this point: its apply from the peer has stopped.
+            remote::Result system = remote::exec(conn.get(), "IDENTIFY_SYSTEM");
+            source_end_ = walstream::parse_lsn(remote::value(system.get(), 0, 2).value_or(""))
+                              .value_or(UINT64_MAX);
+        }
         std::vector<proto::StartOption> options = {
             {proto::start_option::kProtoVersion, std::to_string(proto::kProtocolVersion)},
             {proto::start_option::kSubscriberNodeId, std::to_string(local_id)},
             {proto::start_option::kBinaryLayout, binary_layout()},
             {proto::start_option::kEncoding, pg::call([] { return GetDatabaseEncodingName(); })},
         };
+        if (forward_) {
+            options.push_back({proto::start_option::kForwardOrigin, std::to_string(peer_id_)});
+            options.push_back(
+                {proto::start_option::kForwardAfterLsn, walstream::format_lsn(start_lsn)});
+        }
         // A transaction the operator asked to skip may be one the peer
         // cannot even send (docs/conflicts.md): the peer sends it empty.
         if (uint64_t skip = skip_lsn())
             options.push_back({proto::start_option::kSkipCommitLsn, walstream::format_lsn(skip)});
         remote::exec(conn.get(),
                      "START_REPLICATION SLOT " + remote::quote_identifier(conn.get(), slot_name) +
-                         " LOGICAL " + walstream::format_lsn(start_lsn) + " (" +
+                         // The relay slot is in the source's WAL, where
+                         // its own position is the start.
+                         " LOGICAL " + walstream::format_lsn(forward_ ? 0 : start_lsn) + " (" +
                          proto::format_start_options(options) + ")",
                      PGRES_COPY_BOTH);
         update_slot([&](shmem::WorkerSlot &s) {
@@ -229,9 +284,16 @@ private:
             s.applied_lsn = std::max<uint64_t>(s.applied_lsn, start_lsn);
         });
         pg::call([&] {
-            ereport(LOG, (errmsg("pgmesh apply worker streaming from node \"%s\" at %X/%X",
-                                 peer_name.c_str(), LSN_FORMAT_ARGS(start_lsn))));
+            if (forward_)
+                ereport(LOG, (errmsg("pgmesh forwarding node \"%s\"'s transactions after %X/%X "
+                                     "up to %X/%X from node \"%s\"",
+                                     peer_name.c_str(), LSN_FORMAT_ARGS(start_lsn),
+                                     LSN_FORMAT_ARGS(forward_->up_to), source_name.c_str())));
+            else
+                ereport(LOG, (errmsg("pgmesh apply worker streaming from node \"%s\" at %X/%X",
+                                     peer_name.c_str(), LSN_FORMAT_ARGS(start_lsn))));
         });
+        source_name_ = source_name;
 
         apply::Applier applier(
             apply::ApplyIdentity{dboid_, local_id, peer_id_, peer_name, copied_until});
@@ -242,6 +304,7 @@ private:
             ~Registration() { current_applier = nullptr; }
         } registration(&applier);
         ApplyErrorContext context(applier);
+        if (forward_ && start_lsn >= forward_->up_to) return;  // nothing missing
         try {
             loop(conn.get(), applier);
         } catch (const pg::Error &e) {
@@ -257,7 +320,7 @@ private:
     void loop(PGconn *conn, apply::Applier &applier) {
         TimestampTz last_feedback = 0;
         int frames_since_clock_check = 0;
-        for (;;) {
+        while (!finished_) {
             bool hold = !applier.in_transaction() && paused();
             if (!hold) {
                 char *raw = nullptr;
@@ -267,12 +330,14 @@ private:
                     handle_frame(
                         conn, applier,
                         {reinterpret_cast<const uint8_t *>(raw), static_cast<size_t>(len)});
+                    if (forward_) check_source_has_more(applier);
                     // Reading the clock per frame costs more than it
                     // tells: while data flows, look every so many frames.
                     if (++frames_since_clock_check >= kFramesPerClockCheck) {
                         frames_since_clock_check = 0;
                         maybe_feedback(conn, applier, last_feedback, false);
-                        if (!applier.in_transaction()) ddl_lock::apply_worker_tick(peer_id_);
+                        if (!applier.in_transaction() && !forward_)
+                            ddl_lock::apply_worker_tick(peer_id_);
                     }
                     continue;
                 }
@@ -298,7 +363,7 @@ private:
                 continue;
             }
             // A global write lock of the peer's: hold or drop its blocks.
-            if (!applier.in_transaction()) ddl_lock::apply_worker_tick(peer_id_);
+            if (!applier.in_transaction() && !forward_) ddl_lock::apply_worker_tick(peer_id_);
             // The stream is quiet: tell the peer where we are if that moved.
             if (positions_moved(applier))
                 send_feedback(conn, applier);
@@ -311,6 +376,21 @@ private:
                     ERRCODE_CONNECTION_FAILURE,
                     std::string("lost replication connection to peer: ") + PQerrorMessage(conn));
         }
+    }
+
+    // Forwarding: the source has sent everything it had up to where its WAL
+    // ended when we connected, so no transaction of the peer is still to
+    // come, yet we have not reached up_to. Its relay slot had moved past
+    // what we lack (or lost it): stop, rather than call this complete.
+    void check_source_has_more(const apply::Applier &applier) const {
+        if (finished_ || applier.in_transaction() || received_lsn_ < source_end_) return;
+        throw pg::Error(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "node \"" + source_name_ + "\" has no more transactions of node \"" + peer_name_ +
+                "\" to forward, but this node has applied them only up to " +
+                walstream::format_lsn(flushed_or_applied_) + " of " +
+                walstream::format_lsn(forward_->up_to),
+            "Its relay slot no longer holds them.");
     }
 
     void handle_frame(PGconn *conn, apply::Applier &applier, std::span<const uint8_t> bytes) {
@@ -363,6 +443,16 @@ private:
             // than within wal_writer_delay.
             if (applier.replayed_ddl()) pg::call([&] { XLogFlush(local_end); });
             pending_.push_back(AppliedCommit{commit->end_lsn, local_end});
+            if (forward_) {
+                flushed_or_applied_ = commit->end_lsn;
+                // part_node marks the peer parted once we return: what we
+                // applied must survive a crash of ours by then.
+                if (commit->end_lsn >= forward_->up_to) {
+                    pg::call([&] { XLogFlush(local_end); });
+                    finished_ = true;
+                }
+                pg::call([] { fault::point("forward_commit"); });
+            }
             update_slot([&](shmem::WorkerSlot &s) {
                 if (skipped) s.skip_lsn = 0;
                 s.applied_lsn = commit->end_lsn;
@@ -395,14 +485,19 @@ private:
     }
 
     bool positions_moved(apply::Applier &applier) {
+        if (forward_) return false;  // nothing to report: see send_feedback
         return received_lsn_ != sent_write_ || flushed_position(applier) != sent_flush_;
     }
 
     void send_feedback(PGconn *conn, apply::Applier &applier) {
         pg::call([] { fault::point("apply_feedback"); });
-        uint64_t flushed = flushed_position(applier);
+        uint64_t flushed = forward_ ? 0 : flushed_position(applier);
         TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
-        std::string msg = walstream::standby_status(received_lsn_, flushed, flushed, now, false);
+        // Forwarding confirms nothing, so that the relay slot stays for the
+        // next survivor; with nothing written either, the walsender keeps
+        // sending keepalives, which tell when it has sent all it has.
+        std::string msg = walstream::standby_status(forward_ ? 0 : received_lsn_, flushed,
+                                                    flushed, now, false);
         if (PQputCopyData(conn, msg.data(), static_cast<int>(msg.size())) <= 0 || PQflush(conn))
             throw pg::Error(
                 ERRCODE_CONNECTION_FAILURE,
@@ -418,6 +513,11 @@ private:
 
     Oid dboid_;
     uint64_t peer_id_;
+    std::optional<ForwardJob> forward_;
+    uint64_t source_end_ = UINT64_MAX;   // forwarding: the source's WAL end at connect
+    uint64_t flushed_or_applied_ = 0;    // forwarding: the peer's commit LSN applied up to
+    bool finished_ = false;              // forwarding: up_to reached
+    std::string source_name_;
     shmem::WorkerSlot *slot_ = nullptr;
     uint64_t received_lsn_ = 0;
     int64_t caught_up_to_ = 0;           // the peer's newest clock tick applied
@@ -433,6 +533,12 @@ private:
 void apply_main(Oid dboid, uint64_t peer_node_id) {
     pg::call([&] { BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0); });
     ApplyWorker worker(dboid, peer_node_id);
+    worker.run();
+}
+
+void forward_main(Oid dboid, uint64_t dead_node_id, ForwardJob job) {
+    pg::call([&] { BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0); });
+    ApplyWorker worker(dboid, dead_node_id, job);
     worker.run();
 }
 

@@ -34,6 +34,9 @@
 //   join_<step>          join_group: before each of its steps (join.cpp)
 //   apply_lock_message   apply worker: a global lock message received, not
 //                        yet acted on (two requests out at once)
+//   forward_commit       forwarding worker (pgmesh.forward_missing): a
+//                        forwarded transaction committed here, the next
+//                        not yet begun (@<dead node> as for apply points)
 #pragma once
 
 #include "postgres_headers.hpp"

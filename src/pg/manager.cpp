@@ -18,6 +18,7 @@
 #include "guard.hpp"
 #include "node.hpp"
 #include "node_admin.hpp"
+#include "relay.hpp"
 #include "shmem.hpp"
 #include "tombstones.hpp"
 #include "workers.hpp"
@@ -142,6 +143,19 @@ bool clear_is_node(Oid dboid, uint64_t seen) {
 
 }  // namespace
 
+BackgroundWorkerHandle *start_forward_worker(uint64_t dead_node_id, const std::string &dead_name,
+                                             ForwardJob job) {
+    BackgroundWorker w =
+        worker_template("pgmesh_forward_main", "pgmesh forward of " + dead_name, "pgmesh forward");
+    w.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+    uint64_t extra[3] = {dead_node_id, job.source_id, job.up_to};
+    static_assert(sizeof extra <= BGW_EXTRALEN);
+    memcpy(w.bgw_extra, extra, sizeof extra);
+    BackgroundWorkerHandle *handle = nullptr;
+    return pg::call([&] { return RegisterDynamicBackgroundWorker(&w, &handle); }) ? handle
+                                                                                   : nullptr;
+}
+
 void register_supervisor() {
     BackgroundWorker w =
         worker_template("pgmesh_supervisor_main", "pgmesh supervisor", "pgmesh supervisor");
@@ -198,6 +212,7 @@ void manager_main(Oid dboid) {
         before_shmem_exit(clear_manager_slot, ObjectIdGetDatum(dboid));
     });
     std::map<uint64_t, Launched> appliers;
+    relay::Keeper relay_keeper;
     for (;;) {
         uint64_t requests = node_requests(dboid);
         pg::call([] {
@@ -225,6 +240,9 @@ void manager_main(Oid dboid) {
             }
             LWLockRelease(shmem::state().lock);
         });
+        // Before any apply worker starts: what they apply from now on is
+        // in the relay slot (relay.hpp).
+        if (nodes.require_local().state == node::State::kReady) relay_keeper.round(nodes);
         for (const catalog::Node &peer : nodes.all) {
             if (peer.is_local) continue;
             Launched &l = appliers[peer.id];

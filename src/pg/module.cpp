@@ -16,6 +16,7 @@ PGDLLEXPORT void _PG_init(void);
 PGDLLEXPORT void pgmesh_supervisor_main(Datum arg);
 PGDLLEXPORT void pgmesh_manager_main(Datum arg);
 PGDLLEXPORT void pgmesh_apply_main(Datum arg);
+PGDLLEXPORT void pgmesh_forward_main(Datum arg);
 }
 
 namespace pgmesh::settings {
@@ -100,4 +101,16 @@ void pgmesh_apply_main(Datum arg) {
     uint64_t peer = 0;
     memcpy(&peer, MyBgworkerEntry->bgw_extra, sizeof peer);
     pgmesh::pg::entry([&] { pgmesh::workers::apply_main(DatumGetObjectId(arg), peer); });
+}
+
+void pgmesh_forward_main(Datum arg) {
+    pqsignal(SIGTERM, die);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    BackgroundWorkerUnblockSignals();
+    uint64_t extra[3] = {};
+    memcpy(extra, MyBgworkerEntry->bgw_extra, sizeof extra);
+    pgmesh::pg::entry([&] {
+        pgmesh::workers::forward_main(DatumGetObjectId(arg), extra[0],
+                                      pgmesh::workers::ForwardJob{extra[1], extra[2]});
+    });
 }

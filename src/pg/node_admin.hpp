@@ -28,6 +28,13 @@ void hold_apply(int timeout_seconds);
 
 // pgmesh.part_node (part.cpp): removes a node from the group, live or dead.
 void part_node(const std::string &node_name);
+// pgmesh.forward_missing (forward.cpp): applies the dead node's
+// transactions this node lacks, from the source's relay slot, up to the
+// dead node's commit LSN `up_to`; fails when the forwarding worker stops
+// short of it or applies nothing for stall_timeout_seconds. Returns the
+// position reached.
+uint64_t forward_missing(uint64_t dead_id, uint64_t source_id, uint64_t up_to,
+                         int stall_timeout_seconds);
 // Set by _PG_init when loaded through shared_preload_libraries.
 extern bool loaded_at_startup;
 

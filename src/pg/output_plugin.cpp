@@ -5,6 +5,14 @@
 // replication origin, i.e. everything an apply worker wrote. In a full mesh
 // each node therefore receives each peer's own changes directly from it.
 //
+// Forwarding (option forward_origin_node_id, on the relay slot only): the
+// other way round. Only the transactions this node applied from one dead
+// node D go out, each as D sent it: D's node id, D's commit LSN (the origin
+// LSN of our commit record) and D's commit time, so that the survivor that
+// takes them applies them as D's, with its origin for D. Those at or below
+// forward_after_lsn (the survivor has them) are left out, and every other
+// one goes out even when empty, so that the survivor's origin reaches ours.
+//
 // BEGIN is sent lazily with the first replicated change, so transactions that
 // touch nothing replicated cost the subscriber nothing.
 //
@@ -68,6 +76,12 @@ struct PluginState {
     // as by a tool that peeks at the slot.
     uint64_t subscriber_node_id = 0;
     bool skipping = false;
+    // Forwarding: the dead node, our origin for it, and what the
+    // subscriber has of it already.
+    uint64_t forward_node_id = 0;
+    RepOriginId forward_origin = InvalidRepOriginId;
+    XLogRecPtr forward_after = InvalidXLogRecPtr;
+    bool forward_skip = false;  // the current transaction is one the subscriber has
     bool binary_allowed = false;
     bool begin_sent = false;
     std::unordered_map<Oid, RelationOut> relations;
@@ -159,8 +173,14 @@ void flush_if_full(LogicalDecodingContext *ctx, PluginState &st) {
 
 void send_begin_once(LogicalDecodingContext *ctx, PluginState &st, ReorderBufferTXN *txn) {
     if (st.begin_sent) return;
-    st.encoder.begin(
-        proto::Begin{st.local_node_id, txn->xid, txn->final_lsn, txn->xact_time.commit_time});
+    // Our commit record carries the origin's commit time as its own when it
+    // has an origin (decode.c), so commit_time is D's when forwarding.
+    if (st.forward_node_id)
+        st.encoder.begin(proto::Begin{st.forward_node_id, txn->xid, txn->origin_lsn,
+                                      txn->xact_time.commit_time});
+    else
+        st.encoder.begin(
+            proto::Begin{st.local_node_id, txn->xid, txn->final_lsn, txn->xact_time.commit_time});
     st.begin_sent = true;
 }
 
@@ -265,6 +285,16 @@ bool key_changed(Relation rel, HeapTuple old_tuple, HeapTuple new_tuple, Bitmaps
     return false;
 }
 
+uint64_t option_node_id(const char *name, const char *value) {
+    char *end = nullptr;
+    errno = 0;
+    unsigned long long id = strtoull(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0' || id == 0 || id > INT64_MAX)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid pgmesh output plugin option %s \"%s\"", name, value)));
+    return id;
+}
+
 const char *option_string(DefElem *elem) {
     if (elem->arg == nullptr || !IsA(elem->arg, String))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -286,7 +316,9 @@ void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool 
         CacheRegisterRelcacheCallback(invalidate_relation, (Datum)0);
         callback_registered = true;
     }
-    if (is_init) return;  // slot creation: no options, nothing decoded yet
+    // Slot creation, and pg_replication_slot_advance (the relay slot,
+    // relay.hpp): no options, and nothing comes out.
+    if (is_init || ctx->fast_forward) return;
 
     bool version_given = false;
     ListCell *lc;
@@ -313,15 +345,11 @@ void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool 
         } else if (name == proto::start_option::kSkipCommitLsn) {
             st.skip_lsn = DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(value)));
         } else if (name == proto::start_option::kSubscriberNodeId) {
-            char *end = nullptr;
-            errno = 0;
-            unsigned long long id = strtoull(value, &end, 10);
-            if (errno != 0 || end == value || *end != '\0' || id == 0 || id > INT64_MAX)
-                ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                                errmsg("invalid pgmesh output plugin option subscriber_node_id "
-                                       "\"%s\"",
-                                       value)));
-            st.subscriber_node_id = id;
+            st.subscriber_node_id = option_node_id(elem->defname, value);
+        } else if (name == proto::start_option::kForwardOrigin) {
+            st.forward_node_id = option_node_id(elem->defname, value);
+        } else if (name == proto::start_option::kForwardAfterLsn) {
+            st.forward_after = DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(value)));
         } else {
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                             errmsg("unknown pgmesh output plugin option \"%s\"", elem->defname)));
@@ -330,14 +358,21 @@ void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool 
     if (!version_given)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("pgmesh output plugin needs option proto_version")));
+    if (st.forward_node_id && !st.subscriber_node_id)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("pgmesh output plugin option forward_origin_node_id needs "
+                               "subscriber_node_id")));
 }
 
 // A node streams only from its own slot here, and never once it parted
 // from the group: what it would receive is no longer its business, and its
 // confirmations would free WAL that the survivors may still need.
 void check_subscriber(LogicalDecodingContext *ctx, const catalog::Nodes &nodes,
-                      uint64_t subscriber) {
-    std::string own_slot = node::slot_name(*nodes.local_id, subscriber);
+                      uint64_t subscriber, bool forwarding) {
+    // Forwarded transactions come from the relay slot, and only from it:
+    // no other slot of ours holds them.
+    std::string own_slot = forwarding ? node::relay_slot_name(*nodes.local_id)
+                                      : node::slot_name(*nodes.local_id, subscriber);
     std::string slot = pg::call([&] { return NameStr(ctx->slot->data.name); });
     if (slot != own_slot)
         throw pg::Error(
@@ -353,21 +388,41 @@ void check_subscriber(LogicalDecodingContext *ctx, const catalog::Nodes &nodes,
                         "node from a fresh database.");
 }
 
+// Forwarding: our origin for the dead node, whose transactions go out.
+RepOriginId forwarded_origin(const catalog::Nodes &nodes, uint64_t dead) {
+    const catalog::Node *node = nodes.find(dead);
+    if (!node || node->is_local)
+        throw pg::Error(ERRCODE_INVALID_PARAMETER_VALUE,
+                        "cannot forward the transactions of node " + std::to_string(dead),
+                        node ? "It is this node." : "No such node is known here.");
+    RepOriginId origin = pg::call([&] {
+        return replorigin_by_name(node::origin_name(dead).c_str(), true);
+    });
+    if (origin == InvalidRepOriginId)
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "node \"" + nodes.require_local().name +
+                            "\" has no transactions of node \"" + node->name + "\" to forward",
+                        "It has no replication origin for that node.");
+    return origin;
+}
+
 }  // namespace
 
 // The C++ side of each callback; the extern "C" shims below call these
 // through pg::entry.
 void startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool is_init) {
     on_startup(ctx, options, is_init);
-    if (is_init) return;
+    if (is_init || ctx->fast_forward) return;
+    PluginState &st = state_of(ctx);
     bool started = pg::call([] { return !IsTransactionState(); });
     if (started) pg::call([] { StartTransactionCommand(); });
     catalog::Nodes nodes = catalog::read_nodes();
+    if (st.forward_node_id) st.forward_origin = forwarded_origin(nodes, st.forward_node_id);
     if (started) pg::call([] { CommitTransactionCommand(); });
-    PluginState &st = state_of(ctx);
     st.local_node_id = nodes.require_local().id;
     st.local_node_name = nodes.require_local().name;
-    if (st.subscriber_node_id) check_subscriber(ctx, nodes, st.subscriber_node_id);
+    if (st.subscriber_node_id)
+        check_subscriber(ctx, nodes, st.subscriber_node_id, st.forward_node_id != 0);
 }
 
 void shutdown(LogicalDecodingContext *ctx) {
@@ -381,17 +436,36 @@ void begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn) {
     st.begin_sent = false;
     st.skipping = st.skip_lsn != InvalidXLogRecPtr && txn->final_lsn == st.skip_lsn;
     st.encoder.clear();  // nothing of an earlier, failed callback goes out
+    if (!st.forward_node_id) return;
+    st.forward_skip = txn->origin_lsn <= st.forward_after;
+    // Replicated DDL is not in our WAL as the message the dead node sent,
+    // only as its effect on our catalog: the survivor could not run it.
+    // Stop rather than forward the rows that follow it without it.
+    if (!st.forward_skip && rbtxn_has_catalog_changes(txn))
+        ereport(ERROR,
+                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                 errmsg("pgmesh cannot forward the transaction of node %llu with commit LSN "
+                        "%X/%X: it changed the schema (DDL or TRUNCATE)",
+                        static_cast<unsigned long long>(st.forward_node_id),
+                        LSN_FORMAT_ARGS(txn->origin_lsn)),
+                 errhint("Forwarding carries row changes only. Start the dead node again so that "
+                         "every survivor streams the rest from it, or part the survivors that "
+                         "lack it and join them again.")));
 }
 
 void commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn) {
     PluginState &st = state_of(ctx);
-    if (st.skipping) {
+    if (st.skipping || (st.forward_node_id && !st.forward_skip)) {
         send_begin_once(ctx, st, txn);
         st.skipping = false;
     }
     OutputPluginUpdateProgress(ctx, !st.begin_sent);
     if (!st.begin_sent) return;
-    st.encoder.commit(proto::Commit{commit_lsn, txn->end_lsn, txn->xact_time.commit_time});
+    if (st.forward_node_id)
+        st.encoder.commit(
+            proto::Commit{txn->origin_lsn, txn->origin_lsn, txn->xact_time.commit_time});
+    else
+        st.encoder.commit(proto::Commit{commit_lsn, txn->end_lsn, txn->xact_time.commit_time});
     flush_batch(ctx, st, true);
     st.begin_sent = false;
 }
@@ -399,7 +473,7 @@ void commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commi
 void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
             ReorderBufferChange *change) {
     PluginState &st = state_of(ctx);
-    if (st.skipping) return;
+    if (st.skipping || st.forward_skip) return;
     RelationOut &out = relation_out(st, rel);
     if (!out.replicated) return;
     if ((change->action == REORDER_BUFFER_CHANGE_UPDATE ||
@@ -456,7 +530,7 @@ void change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
 void truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations,
               Relation relations[], ReorderBufferChange *change) {
     PluginState &st = state_of(ctx);
-    if (st.skipping) return;
+    if (st.skipping || st.forward_skip) return;
     proto::Truncate &msg = st.truncate_scratch;
     msg.relids.clear();
     MemoryContext old = MemoryContextSwitchTo(st.change_context);
@@ -481,6 +555,9 @@ void message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr, boo
              const char *prefix, Size size, const char *content) {
     if (!std::string_view(prefix).starts_with(proto::kMessagePrefix)) return;
     PluginState &st = state_of(ctx);
+    // What our apply worker wrote with the dead node's origin: its replies
+    // in the lock protocol, not anything the dead node sent.
+    if (st.forward_node_id) return;
     if (transactional && st.skipping) return;
     if (transactional) send_begin_once(ctx, st, txn);
     st.encoder.message(proto::Message{transactional, prefix, std::string(content, size)});
@@ -491,7 +568,9 @@ void message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr, boo
         flush_batch(ctx, st, true);
 }
 
-bool filter_by_origin(LogicalDecodingContext *, RepOriginId origin_id) {
+bool filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id) {
+    const auto *st = static_cast<const PluginState *>(ctx->output_plugin_private);
+    if (st && st->forward_node_id) return origin_id != st->forward_origin;
     return origin_id != InvalidRepOriginId;
 }
 

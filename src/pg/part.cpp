@@ -8,11 +8,13 @@
 // every survivor shows the row.
 //
 // A dead node (not reachable from here) cannot write that row. What each
-// survivor applied from it is then compared: when all got equally far, this
-// node marks it parted and the row replicates to the others. When they
-// differ, part_node refuses and names how far each got: parting then would
-// leave them different for good. (Forwarding the missing transactions from
-// the survivor that got furthest is not built yet.)
+// survivor applied from it is then compared. When they differ, the survivor
+// that got furthest forwards the missing transactions to each of the others
+// from its relay slot (relay.hpp, forward.cpp), as the dead node sent them.
+// Once all got equally far, this node marks it parted and the row
+// replicates to the others. A forwarding that fails (the source died, its
+// relay slot lost them) stops part_node with the reason; run again, it goes
+// on where it stopped.
 //
 // Either way, the managers then drop what was kept for the node: its slots
 // on every survivor and their origins for it (manager.cpp), and a parted
@@ -35,6 +37,7 @@ namespace {
 constexpr int kPartTimeoutSeconds = 60;
 
 struct Survivor {
+    uint64_t id = 0;
     std::string name;
     std::string dsn;
     bool is_local = false;
@@ -88,8 +91,15 @@ void part_live(remote::Connection &parting, const catalog::Node &node,
                         node.name + "') again to wait for them.");
 }
 
-void part_dead(const catalog::Node &node, const std::vector<Survivor> &survivors) {
-    std::vector<std::pair<std::string, std::string>> applied;  // survivor, LSN
+// How far one survivor applied the dead node's transactions.
+struct Applied {
+    const Survivor *survivor;
+    uint64_t lsn;
+};
+
+std::vector<Applied> applied_by_survivors(const catalog::Node &node,
+                                          const std::vector<Survivor> &survivors) {
+    std::vector<Applied> applied;
     for (const Survivor &s : survivors) {
         remote::Connection conn = remote::connect(s.dsn, false, "pgmesh part", 10);
         remote::Result streaming = remote::exec_params(
@@ -107,21 +117,94 @@ void part_dead(const catalog::Node &node, const std::vector<Survivor> &survivors
             "SELECT coalesce((SELECT remote_lsn::text FROM pg_catalog.pg_replication_origin_status "
             "WHERE external_id = $1), '0/0')",
             {node::origin_name(node.id)});
-        applied.emplace_back(s.name, remote::value(r.get(), 0, 0).value_or("0/0"));
+        applied.push_back(Applied{
+            &s, walstream::parse_lsn(remote::value(r.get(), 0, 0).value_or("0/0")).value_or(0)});
     }
-    bool equal = true;
-    for (const auto &a : applied) equal = equal && a.second == applied.front().second;
-    if (!equal) {
-        std::string detail;
-        for (const auto &[name, lsn] : applied)
-            detail += (detail.empty() ? "" : ", ") + name + " applied up to " + lsn;
-        throw pg::Error(
-            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "the survivors applied different amounts of node \"" + node.name + "\"'s changes",
-            detail + ".",
-            "Parting it now would leave them different. Start node \"" + node.name +
-                "\" again so that every survivor catches up, then part it.");
+    return applied;
+}
+
+std::string describe(const std::vector<Applied> &applied) {
+    std::string out;
+    for (const Applied &a : applied)
+        out += (out.empty() ? "" : ", ") + a.survivor->name + " applied up to " +
+               walstream::format_lsn(a.lsn);
+    return out;
+}
+
+// Where `source` can forward the dead node's transactions from: after
+// what its relay slot covers (pgmesh.relay_coverage).
+uint64_t covered_after(const Survivor &source, uint64_t node_id) {
+    remote::Connection conn = remote::connect(source.dsn, false, "pgmesh part", 10);
+    remote::Result r = remote::exec_params(
+        conn.get(),
+        "SELECT coalesce((SELECT covered_after::text FROM pgmesh.relay_coverage "
+        "WHERE origin_node_id = $1), '0/0')",
+        {std::to_string(node_id)});
+    return walstream::parse_lsn(remote::value(r.get(), 0, 0).value_or("0/0")).value_or(0);
+}
+
+// Brings `to` up to `source`'s position in the dead node's transactions.
+void forward(const catalog::Node &node, const Applied &source, const Applied &to) {
+    uint64_t covered = covered_after(*source.survivor, node.id);
+    if (covered > to.lsn)
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "node \"" + source.survivor->name + "\" no longer holds the transactions "
+                            "of node \"" + node.name + "\" that node \"" + to.survivor->name +
+                            "\" lacks",
+                        "Node \"" + to.survivor->name + "\" applied up to " +
+                            walstream::format_lsn(to.lsn) + "; the relay slot of node \"" +
+                            source.survivor->name + "\" holds them only after " +
+                            walstream::format_lsn(covered) + ".",
+                        "Parting now would leave them different (docs/operations.md, when the "
+                        "relay is gone). Start node \"" + node.name + "\" again so that every "
+                        "survivor catches up from it, or part node \"" + to.survivor->name +
+                        "\" and join it again.");
+    TimestampTz started = pg::call([] { return GetCurrentTimestamp(); });
+    remote::Connection conn = remote::connect(to.survivor->dsn, false, "pgmesh part", 10);
+    try {
+        remote::exec_params(conn.get(), "SELECT pgmesh.forward_missing($1, $2, $3, $4)",
+                            {std::to_string(node.id), std::to_string(source.survivor->id),
+                             walstream::format_lsn(source.lsn),
+                             std::to_string(kPartTimeoutSeconds)});
+    } catch (const pg::Error &e) {
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "forwarding node \"" + node.name + "\"'s transactions from node \"" +
+                            source.survivor->name + "\" to node \"" + to.survivor->name +
+                            "\" failed: " + e.message(),
+                        e.detail(),
+                        "What was forwarded stays, and is not forwarded twice: run "
+                        "pgmesh.part_node('" + node.name + "') again once the cause is gone.");
     }
+    long ms = pg::call([&] {
+        return TimestampDifferenceMilliseconds(started, GetCurrentTimestamp());
+    });
+    pg::call([&] {
+        ereport(NOTICE, (errmsg("pgmesh forwarded node \"%s\"'s transactions from %X/%X to %X/%X "
+                                "from node \"%s\" to node \"%s\" in %ld ms",
+                                node.name.c_str(), LSN_FORMAT_ARGS(to.lsn),
+                                LSN_FORMAT_ARGS(source.lsn), source.survivor->name.c_str(),
+                                to.survivor->name.c_str(), ms)));
+    });
+}
+
+void part_dead(const catalog::Node &node, const std::vector<Survivor> &survivors) {
+    std::vector<Applied> applied = applied_by_survivors(node, survivors);
+    const Applied *furthest = &applied.front();
+    for (const Applied &a : applied)
+        if (a.lsn > furthest->lsn) furthest = &a;
+    for (const Applied &a : applied)
+        if (a.lsn < furthest->lsn) forward(node, *furthest, a);
+    // Every survivor must now be where the furthest was: check, rather
+    // than trust, before the node goes for good.
+    std::vector<Applied> after = applied_by_survivors(node, survivors);
+    for (const Applied &a : after)
+        if (a.lsn != furthest->lsn)
+            throw pg::Error(
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "the survivors applied different amounts of node \"" + node.name + "\"'s changes",
+                describe(after) + ".",
+                "Parting it now would leave them different. Run pgmesh.part_node('" + node.name +
+                    "') again.");
     spi::query("UPDATE pgmesh.node SET state = $2 WHERE node_id = $1",
                {spi::int8(static_cast<int64_t>(node.id)), spi::text(parted_name())});
     wake_manager_at_commit();
@@ -215,7 +298,7 @@ void part_node(const std::string &node_name) {
     std::vector<Survivor> survivors;
     for (const catalog::Node &n : nodes.all)
         if (n.id != node->id && n.state == node::State::kReady)
-            survivors.push_back(Survivor{n.name, n.dsn, n.is_local});
+            survivors.push_back(Survivor{n.id, n.name, n.dsn, n.is_local});
     remote::Connection parting;
     try {
         parting = remote::connect(node->dsn, false, "pgmesh part", 10);

@@ -63,6 +63,9 @@ struct DatabaseSlot {
     uint64_t node_requests;
     uint64_t resolvers_version;  // bumped when pgmesh.conflict_resolver changes
     ddl_lock::Slot lock;         // the global DDL/write lock as this node sees it
+    // Why the last forwarding worker (pgmesh.forward_missing) stopped short;
+    // empty when it did not.
+    char forward_error[kErrorLength];
 };
 
 // One sequence that pgmesh.snowflake_nextval hands out ids for, in one

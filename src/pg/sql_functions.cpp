@@ -1,5 +1,6 @@
 // SQL-callable functions of the pgmesh schema: thin C shims that read the
 // arguments and call C++ through pg::entry.
+#include <algorithm>
 #include <string>
 
 #include "catalog.hpp"
@@ -39,6 +40,7 @@ PG_FUNCTION_INFO_V1(pgmesh_wait_for_ready);
 PG_FUNCTION_INFO_V1(pgmesh_wait_for_sync);
 PG_FUNCTION_INFO_V1(pgmesh_hold_apply);
 PG_FUNCTION_INFO_V1(pgmesh_part_node);
+PG_FUNCTION_INFO_V1(pgmesh_forward_missing);
 PG_FUNCTION_INFO_V1(pgmesh_pause_apply);
 PG_FUNCTION_INFO_V1(pgmesh_resume_apply);
 PG_FUNCTION_INFO_V1(pgmesh_worker_status);
@@ -169,6 +171,16 @@ Datum pgmesh_resume_apply(PG_FUNCTION_ARGS) {
     return pgmesh::pg::entry([&] {
         pgmesh::node_admin::set_apply_paused(false);
         return (Datum)0;
+    });
+}
+
+Datum pgmesh_forward_missing(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        int64 dead = PG_GETARG_INT64(0);
+        int64 source = PG_GETARG_INT64(1);
+        return LSNGetDatum(pgmesh::node_admin::forward_missing(
+            static_cast<uint64_t>(dead), static_cast<uint64_t>(source), PG_GETARG_LSN(2),
+            std::max(1, static_cast<int>(PG_GETARG_INT32(3)))));
     });
 }
 

@@ -90,8 +90,33 @@ protected:
         std::string error_;
     };
 
+    // Slots for streams (pgmesh_<provider>_<subscriber>), not the relay slot.
     int slot_count(int node) {
-        return std::stoi(query_value(node, "SELECT count(*) FROM pg_replication_slots"));
+        return std::stoi(query_value(node,
+                                     "SELECT count(*) FROM pg_replication_slots "
+                                     "WHERE slot_name NOT LIKE 'pgmesh\\_relay\\_%'"));
+    }
+    // Node `at`'s origin position for the node named `name` (0/0: none).
+    std::string applied_from(int at, const std::string &name) {
+        return query_value(
+            at,
+            "SELECT coalesce((SELECT s.remote_lsn FROM pg_replication_origin_status s JOIN "
+            "pgmesh.node n ON s.external_id = 'pgmesh_' || lpad(to_hex(n.node_id), 16, '0') "
+            "WHERE n.node_name = '" + name + "'), '0/0')::text");
+    }
+    // Stops node `at`'s apply worker for node `origin` (held inside a
+    // transaction, it would apply what it has buffered once let go) and
+    // waits until its successor, which cannot reach a dead origin, is not
+    // connected.
+    void stop_stream(int at, int origin) {
+        std::string peer = "'node" + std::to_string(origin) + "'";
+        exec(at,
+             "SELECT pg_terminate_backend(worker_pid) FROM pgmesh.status WHERE peer_node_name = " +
+                 peer);
+        ASSERT_TRUE(wait_until([&] {
+            return query_value(at, "SELECT connected FROM pgmesh.status WHERE peer_node_name = " +
+                                       peer) == "f";
+        })) << "node" << at;
     }
     std::string node_state(int at, const std::string &name) {
         return query_value(at, "SELECT state FROM pgmesh.nodes WHERE node_name = '" + name + "'");
@@ -359,35 +384,163 @@ TEST_F(LifecycleTest, ANodePartedWhileDownIsRefusedWhenItComesBack) {
     expect_error(1, "SELECT pgmesh.part_node('nobody')", "42704", "does not exist");
 }
 
-// A dead node whose last transaction reached one survivor but not the
-// other: parting it now would leave them different, so part_node refuses
-// and says how far each got.
-TEST_F(LifecycleTest, ADeadNodeIsNotPartedWhileSurvivorsDiffer) {
-    form(3);
-    pq::Connection gate = hold(2, 3);
-    exec(3, "INSERT INTO t VALUES (1, 'last words')");
+// A dead node whose transactions reached the survivors in different
+// amounts: node1 got none of the last 41, node2 the first 20, node3 all.
+// part_node (run on node3, the one that got most) forwards what each lacks
+// from the relay slot of one that has it, as node4 sent it: every survivor
+// ends with the same rows, each row with node4's commit time, and no
+// conflict anywhere (nothing applied twice).
+TEST_F(LifecycleTest, ADeadNodesMissingTransactionsAreForwardedToEverySurvivor) {
+    form(4);
+    pq::Connection gate1 = hold(1, 4);
+    pq::Connection gate2 = hold(2, 4);
+    for (int i = 1; i <= 20; i++) exec(4, "INSERT INTO t VALUES (" + std::to_string(i) + ", 'a')");
+    ASSERT_TRUE(wait_until([&] { return query_value(3, "SELECT count(*) FROM t") == "20"; }));
+    gate2.exec("SELECT pg_advisory_unlock_all()");
+    ASSERT_TRUE(wait_until([&] { return query_value(2, "SELECT count(*) FROM t") == "20"; }));
+    gate2.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault apply_begin@node4'))");
+    for (int i = 21; i <= 39; i++) exec(4, "INSERT INTO t VALUES (" + std::to_string(i) + ", 'b')");
+    exec(4, "UPDATE t SET v = 'updated' WHERE id = 1");
+    exec(4, "DELETE FROM t WHERE id = 2");
+    ASSERT_TRUE(wait_until([&] { return query_value(3, "SELECT count(*) FROM t") == "38"; }));
+    ASSERT_TRUE(wait_until(
+        [&] { return query_value(3, "SELECT v FROM t WHERE id = 1") == "updated"; }));
+    kill9(4);
+    stop_stream(1, 4);
+    stop_stream(2, 4);
+    // Forwarding applies node4's transactions too: apply_begin@node4 would
+    // hold it.
+    gate1.exec("SELECT pg_advisory_unlock_all()");
+    gate2.exec("SELECT pg_advisory_unlock_all()");
+    std::string at1 = applied_from(1, "node4");
+    std::string at2 = applied_from(2, "node4");
+    std::string at3 = applied_from(3, "node4");
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM t"), "0");
+    EXPECT_EQ(query_value(2, "SELECT count(*) FROM t"), "20");
+    EXPECT_EQ(query_value(1, "SELECT '" + at1 + "'::pg_lsn < '" + at2 + "'::pg_lsn AND '" + at2 +
+                                 "'::pg_lsn < '" + at3 + "'::pg_lsn"),
+              "t")
+        << at1 << " " << at2 << " " << at3;
+
+    exec(3, "SELECT pgmesh.part_node('node4')");
+    std::string rows_sql = "SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t";
+    std::string times_sql =
+        "SELECT string_agg(pg_xact_commit_timestamp(xmin)::text, ',' ORDER BY id) FROM t";
+    std::string rows = query_value(3, rows_sql);
+    std::string times = query_value(3, times_sql);
+    for (int n = 1; n <= 3; n++) {
+        EXPECT_EQ(query_value(n, rows_sql), rows) << "node" << n;
+        EXPECT_EQ(query_value(n, times_sql), times) << "node" << n << ": not node4's commit times";
+        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.conflict_history WHERE table_name = "
+                                 "'t'"),
+                  "0")
+            << "node" << n;
+    }
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM t"), "38");
+    EXPECT_EQ(query_value(1, "SELECT v FROM t WHERE id = 1"), "updated");
+    for (int n = 1; n <= 3; n++)
+        EXPECT_TRUE(wait_until([&] { return node_state(n, "node4") == "parted"; })) << "node" << n;
+    // The group goes on without node4.
+    exec(1, "INSERT INTO t VALUES (100, 'after')");
+    wait_for_sync(1);
+    for (int n = 2; n <= 3; n++) EXPECT_EQ(query_value(n, rows_sql), query_value(1, rows_sql));
+}
+
+// The survivor that forwards dies midway (after node1 committed the first
+// forwarded transaction, held there by the fault point forward_commit):
+// part_node fails and says why, node4 stays a member, and node1 keeps what
+// it got. Run again once the source is back, the forwarding goes on from
+// there: node1 ends with every row exactly once.
+TEST_F(LifecycleTest, ForwardingGoesOnWhereItStoppedWhenTheSourceDiedMidway) {
+    form(4);
+    exec(1, "ALTER DATABASE pgmesh SET pgmesh.fault_points = 'apply_begin,forward_commit'");
+    pq::Connection gate1 = hold(1, 4);
+    for (int i = 1; i <= 30; i++) exec(4, "INSERT INTO t VALUES (" + std::to_string(i) + ", 'x')");
+    for (int n = 2; n <= 3; n++)
+        ASSERT_TRUE(wait_until([&] { return query_value(n, "SELECT count(*) FROM t") == "30"; }));
+    kill9(4);
+    stop_stream(1, 4);
+    gate1.exec("SELECT pg_advisory_unlock_all()");
+    pq::Connection forward_gate = connect(1);
+    forward_gate.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault forward_commit'))");
+    std::string part_error;
+    std::thread part([&] {
+        try {
+            // On node1, which lacks what is forwarded: never the source.
+            pq::Connection s = connect(1);
+            s.exec("SELECT pgmesh.part_node('node4')");
+        } catch (const pq::Error &e) {
+            part_error = e.sqlstate() + " " + e.what();
+        }
+    });
     ASSERT_TRUE(wait_until([&] { return query_value(1, "SELECT count(*) FROM t") == "1"; }));
-    kill9(3);
-    // node2's worker, held inside the transaction, notices when it is
-    // stopped; its successor cannot reach node3.
-    exec(2,
-         "SELECT pg_terminate_backend(worker_pid) FROM pgmesh.status WHERE peer_node_name = "
-         "'node3'");
-    ASSERT_TRUE(wait_until([&] {
-        return query_value(2,
-                           "SELECT connected FROM pgmesh.status WHERE peer_node_name = "
-                           "'node3'") == "f";
-    }));
-    pq::Error error = expect_error(1, "SELECT pgmesh.part_node('node3')", "55000",
-                                   "survivors applied different amounts");
-    EXPECT_NE(error.detail().find("node2 applied up to"), std::string::npos) << error.detail();
-    EXPECT_EQ(node_state(1, "node3"), "ready");
-    gate.exec("SELECT pg_advisory_unlock_all()");
-    start(3);
-    ASSERT_TRUE(wait_until([&] { return query_value(2, "SELECT count(*) FROM t") == "1"; }));
-    stop(3);
-    exec(1, "SELECT pgmesh.part_node('node3')");
-    ASSERT_TRUE(wait_until([&] { return node_state(2, "node3") == "parted"; }));
+    // The source: the survivor whose walsender serves the forwarding.
+    int source = 0;
+    for (int n = 2; n <= 3; n++)
+        if (query_value(n, "SELECT count(*) FROM pg_stat_replication WHERE application_name "
+                           "LIKE 'pgmesh forward %'") == "1")
+            source = n;
+    ASSERT_NE(source, 0);
+    kill9(source);
+    // The source's walsender sent all 29 others into node1's socket before
+    // it died; the forwarding worker would apply them from there once let
+    // go. Stopping it too leaves node1 with exactly what it committed.
+    exec(1, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = "
+            "'pgmesh forward'");
+    forward_gate.exec("SELECT pg_advisory_unlock_all()");
+    part.join();
+    EXPECT_NE(part_error.find("55000"), std::string::npos) << part_error;
+    EXPECT_NE(part_error.find("forwarding node \"node4\"'s transactions from node \"node" +
+                              std::to_string(source) + "\""),
+              std::string::npos)
+        << part_error;
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM t"), "1");
+    EXPECT_EQ(node_state(1, "node4"), "ready");
+
+    start(source);
+    exec(1, "SELECT pgmesh.part_node('node4')");
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM t"), "30");
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.conflict_history WHERE table_name = 't'"),
+              "0");
+    for (int n = 1; n <= 3; n++)
+        EXPECT_TRUE(wait_until([&] { return node_state(n, "node4") == "parted"; })) << "node" << n;
+    std::string rows_sql = "SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t";
+    for (int n = 2; n <= 3; n++) EXPECT_EQ(query_value(n, rows_sql), query_value(1, rows_sql));
+}
+
+// When the relay slots no longer hold what a survivor lacks (here: dropped
+// on node2 and node3, and made anew by their managers, covering only what
+// comes after), part_node refuses, says so, and leaves the node a member.
+TEST_F(LifecycleTest, ADeadNodeIsNotPartedWhenTheRelayNoLongerHoldsWhatASurvivorLacks) {
+    form(4);
+    pq::Connection gate1 = hold(1, 4);
+    exec(4, "INSERT INTO t VALUES (1, 'last words')");
+    for (int n = 2; n <= 3; n++) {
+        ASSERT_TRUE(wait_until([&] { return query_value(n, "SELECT count(*) FROM t") == "1"; }));
+        std::string relay =
+            "(SELECT 'pgmesh_relay_' || lpad(to_hex(node_id), 16, '0') FROM pgmesh.nodes WHERE "
+            "is_local)";
+        ASSERT_TRUE(wait_until([&] {
+            try {
+                exec(n, "SELECT pg_drop_replication_slot(" + relay + ")");
+                return true;
+            } catch (const pq::Error &) {
+                return false;  // in use by the manager's advance this moment
+            }
+        }));
+        ASSERT_TRUE(wait_until([&] {
+            return query_value(n, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = " +
+                                      relay) == "1";
+        }));
+    }
+    kill9(4);
+    stop_stream(1, 4);
+    gate1.exec("SELECT pg_advisory_unlock_all()");
+    pq::Error error = expect_error(3, "SELECT pgmesh.part_node('node4')", "55000",
+                                   "no longer holds the transactions of node \"node4\"");
+    EXPECT_NE(error.detail().find("node1\" applied up to"), std::string::npos) << error.detail();
+    EXPECT_EQ(node_state(3, "node4"), "ready");
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM t"), "0");
 }
 
 // hold_apply and part_node are for superusers only.

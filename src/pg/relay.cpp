@@ -1,0 +1,180 @@
+#include "relay.hpp"
+
+#include <string>
+#include <utility>
+
+#include "guard.hpp"
+#include "node.hpp"
+#include "node_admin.hpp"
+#include "spi.hpp"
+#include "walstream.hpp"
+
+namespace pgmesh::relay {
+
+namespace {
+
+// How often the manager notes a checkpoint and asks the members.
+constexpr long kRoundIntervalMs = 5000;
+// Checkpoints kept while the slot cannot move; past this the newest is
+// replaced, which only makes the slot move in coarser steps.
+constexpr size_t kMaxCheckpoints = 128;
+
+constexpr const char *kOriginsQuery =
+    "SELECT external_id, remote_lsn::text FROM pg_catalog.pg_replication_origin_status";
+
+void add_position(Positions &out, const std::optional<std::string> &origin,
+                  const std::optional<std::string> &lsn) {
+    if (!origin || !lsn) return;
+    std::optional<uint64_t> node = node::node_of_origin(*origin);
+    std::optional<uint64_t> position = walstream::parse_lsn(*lsn);
+    if (node && position) out[*node] = *position;
+}
+
+// Runs `f` in a transaction of its own; a PostgreSQL error is logged and
+// rolled back, and false returned.
+template <typename F>
+bool in_transaction(const char *what, F &&f) {
+    try {
+        pg::call([] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+        });
+        f();
+        pg::call([] { CommitTransactionCommand(); });
+        return true;
+    } catch (const pg::Error &e) {
+        std::string message = e.message();
+        pg::call([&] {
+            FlushErrorState();
+            AbortCurrentTransaction();
+            ereport(LOG, (errmsg("pgmesh relay slot: could not %s: %s", what, message.c_str())));
+        });
+        return false;
+    }
+}
+
+bool member(const catalog::Node &n) {
+    return !n.is_local && n.state != node::State::kParted;
+}
+
+}  // namespace
+
+Positions applied_here() {
+    Positions out;
+    for (const spi::Row &row : spi::query(kOriginsQuery)) add_position(out, row.at(0), row.at(1));
+    return out;
+}
+
+bool Keeper::ensure_slot(uint64_t local_id) {
+    std::string slot = node::relay_slot_name(local_id);
+    if (node_admin::local_slot(slot).exists) return true;
+    // Whatever was applied before the slot's start is not in it: the
+    // coverage starts at the positions read once it exists.
+    bool created = in_transaction("create it", [&] {
+        spi::query("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgmesh')",
+                   {spi::text(slot)});
+    });
+    if (!created) return false;
+    checkpoints_.clear();
+    return in_transaction("record what it holds", [&] {
+        spi::query("DELETE FROM pgmesh.relay_coverage");
+        for (const auto &[origin, lsn] : applied_here())
+            spi::query("INSERT INTO pgmesh.relay_coverage VALUES ($1, $2)",
+                       {spi::int8(static_cast<int64_t>(origin)), spi::lsn(lsn)});
+        pg::call([&] {
+            ereport(LOG, (errmsg("pgmesh created relay slot \"%s\"", slot.c_str())));
+        });
+    });
+}
+
+bool Keeper::ask_members(const catalog::Nodes &nodes, std::map<uint64_t, Positions> &out) {
+    for (const catalog::Node &n : nodes.all) {
+        if (!member(n)) continue;
+        try {
+            remote::Connection &conn = members_[n.id];
+            if (!conn || PQstatus(conn.get()) != CONNECTION_OK)
+                conn = remote::connect(n.dsn, false, "pgmesh relay", 5);
+            remote::Result r = remote::exec(conn.get(), kOriginsQuery);
+            Positions &p = out[n.id];
+            for (int i = 0; i < PQntuples(r.get()); i++)
+                add_position(p, remote::value(r.get(), i, 0), remote::value(r.get(), i, 1));
+        } catch (const pg::Error &) {
+            members_.erase(n.id);
+            return false;  // asked again next round
+        }
+    }
+    return true;
+}
+
+void Keeper::move_to(uint64_t local_id, const Checkpoint &c) {
+    std::string slot = node::relay_slot_name(local_id);
+    // Coverage first: a crash in between leaves it claiming less than the
+    // slot holds, never more.
+    bool recorded = in_transaction("record what it holds", [&] {
+        for (const auto &[origin, lsn] : c.applied)
+            spi::query(
+                "INSERT INTO pgmesh.relay_coverage VALUES ($1, $2) ON CONFLICT (origin_node_id) "
+                "DO UPDATE SET covered_after = pg_catalog.greatest(pgmesh.relay_coverage."
+                "covered_after, excluded.covered_after)",
+                {spi::int8(static_cast<int64_t>(origin)), spi::lsn(lsn)});
+    });
+    // The slot is busy while a survivor takes forwarded transactions from
+    // it (forward.cpp): then it stays, and we try again later.
+    if (!recorded || node_admin::local_slot(slot).active) return;
+    in_transaction("move it on", [&] {
+        spi::query("SELECT pg_catalog.pg_replication_slot_advance($1, $2)",
+                   {spi::text(slot), spi::lsn(c.local_lsn)});
+    });
+}
+
+void Keeper::round(const catalog::Nodes &nodes) {
+    TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+    if (now < next_round_) return;
+    next_round_ = TimestampTzPlusMilliseconds(now, kRoundIntervalMs);
+    uint64_t local_id = nodes.require_local().id;
+    if (!ensure_slot(local_id)) {
+        if (!warned_)
+            pg::call([] {
+                ereport(WARNING,
+                        (errmsg("pgmesh could not create its relay slot"),
+                         errdetail("Without it this node cannot forward a dead node's "
+                                   "transactions to the other survivors."),
+                         errhint("Raise max_replication_slots if it is the limit.")));
+            });
+        warned_ = true;
+        return;
+    }
+    warned_ = false;
+
+    Checkpoint c{pg::call([] { return GetXLogInsertRecPtr(); }), {}};
+    if (!in_transaction("read the origins", [&] { c.applied = applied_here(); })) return;
+    if (checkpoints_.size() >= kMaxCheckpoints) checkpoints_.pop_back();
+    checkpoints_.push_back(std::move(c));
+
+    std::map<uint64_t, Positions> members;
+    if (!ask_members(nodes, members)) return;
+    // The newest checkpoint that every member has passed, for every origin
+    // but its own. A parted node's transactions need no relay any more:
+    // parting made every survivor equal in them.
+    auto parted = [&](uint64_t id) {
+        const catalog::Node *n = nodes.find(id);
+        return !n || n->state == node::State::kParted;
+    };
+    auto passed = [&](const Checkpoint &cp) {
+        for (const auto &[member_id, applied] : members)
+            for (const auto &[origin, lsn] : cp.applied) {
+                if (origin == member_id || parted(origin)) continue;
+                auto it = applied.find(origin);
+                if (lsn > 0 && (it == applied.end() || it->second < lsn)) return false;
+            }
+        return true;
+    };
+    std::optional<Checkpoint> target;
+    while (!checkpoints_.empty() && passed(checkpoints_.front())) {
+        target = std::move(checkpoints_.front());
+        checkpoints_.pop_front();
+    }
+    if (target) move_to(local_id, *target);
+}
+
+}  // namespace pgmesh::relay
