@@ -203,8 +203,7 @@ private:
         // Forwarding streams from a survivor, not from the (dead) peer.
         const catalog::Node *source = forward_ ? nodes.find(forward_->source_id) : peer;
         if (!nodes.local_id || !peer || !source || source->state != node::State::kReady ||
-            (forward_ ? peer->state == node::State::kParted
-                      : peer->state != node::State::kReady)) {
+            (forward_ ? peer->state == node::State::kParted : peer->state != node::State::kReady)) {
             pg::call([] { CommitTransactionCommand(); });
             if (forward_)
                 throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -224,10 +223,10 @@ private:
         RepOriginId origin = origins::find_or_create(node::origin_name(peer_id_));
         pg::call([] { CommitTransactionCommand(); });
 
-        remote::Connection conn = remote::connect(
-            source_dsn, true,
-            (forward_ ? "pgmesh forward " : "pgmesh apply ") + node::hex_id(local_id) + " from " +
-                source_name);
+        remote::Connection conn =
+            remote::connect(source_dsn, true,
+                            (forward_ ? "pgmesh forward " : "pgmesh apply ") +
+                                node::hex_id(local_id) + " from " + source_name);
         // Our origin for the peer, taken only once connected: while the
         // peer is unreachable (dead, being parted) a forwarding worker may
         // need it, and two sessions cannot hold one origin.
@@ -242,11 +241,11 @@ private:
                             remote::quote_literal(conn.get(), slot_name));
         if (PQntuples(exists.get()) == 0) {
             if (forward_)
-                throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                                "node \"" + source_name + "\" has no relay slot \"" + slot_name +
-                                    "\"",
-                                "Without it, it cannot forward what it applied from node \"" +
-                                    peer_name + "\".");
+                throw pg::Error(
+                    ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "node \"" + source_name + "\" has no relay slot \"" + slot_name + "\"",
+                    "Without it, it cannot forward what it applied from node \"" + peer_name +
+                        "\".");
             remote::create_logical_slot(conn.get(), slot_name, remote::SlotSnapshot::kNothing);
         }
         if (forward_) {
@@ -384,13 +383,13 @@ private:
     // what we lack (or lost it): stop, rather than call this complete.
     void check_source_has_more(const apply::Applier &applier) const {
         if (finished_ || applier.in_transaction() || received_lsn_ < source_end_) return;
-        throw pg::Error(
-            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "node \"" + source_name_ + "\" has no more transactions of node \"" + peer_name_ +
-                "\" to forward, but this node has applied them only up to " +
-                walstream::format_lsn(flushed_or_applied_) + " of " +
-                walstream::format_lsn(forward_->up_to),
-            "Its relay slot no longer holds them.");
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "node \"" + source_name_ + "\" has no more transactions of node \"" +
+                            peer_name_ +
+                            "\" to forward, but this node has applied them only up to " +
+                            walstream::format_lsn(flushed_or_applied_) + " of " +
+                            walstream::format_lsn(forward_->up_to),
+                        "Its relay slot no longer holds them.");
     }
 
     void handle_frame(PGconn *conn, apply::Applier &applier, std::span<const uint8_t> bytes) {
@@ -496,8 +495,8 @@ private:
         // Forwarding confirms nothing, so that the relay slot stays for the
         // next survivor; with nothing written either, the walsender keeps
         // sending keepalives, which tell when it has sent all it has.
-        std::string msg = walstream::standby_status(forward_ ? 0 : received_lsn_, flushed,
-                                                    flushed, now, false);
+        std::string msg =
+            walstream::standby_status(forward_ ? 0 : received_lsn_, flushed, flushed, now, false);
         if (PQputCopyData(conn, msg.data(), static_cast<int>(msg.size())) <= 0 || PQflush(conn))
             throw pg::Error(
                 ERRCODE_CONNECTION_FAILURE,
@@ -514,9 +513,9 @@ private:
     Oid dboid_;
     uint64_t peer_id_;
     std::optional<ForwardJob> forward_;
-    uint64_t source_end_ = UINT64_MAX;   // forwarding: the source's WAL end at connect
-    uint64_t flushed_or_applied_ = 0;    // forwarding: the peer's commit LSN applied up to
-    bool finished_ = false;              // forwarding: up_to reached
+    uint64_t source_end_ = UINT64_MAX;  // forwarding: the source's WAL end at connect
+    uint64_t flushed_or_applied_ = 0;   // forwarding: the peer's commit LSN applied up to
+    bool finished_ = false;             // forwarding: up_to reached
     std::string source_name_;
     shmem::WorkerSlot *slot_ = nullptr;
     uint64_t received_lsn_ = 0;

@@ -26,7 +26,8 @@ constexpr long kPollMs = 100;
 uint64_t applied_from(uint64_t node) {
     return pg::call([&] {
         RepOriginId origin = replorigin_by_name(node::origin_name(node).c_str(), true);
-        return origin == InvalidRepOriginId ? XLogRecPtr{0} : replorigin_get_progress(origin, false);
+        return origin == InvalidRepOriginId ? XLogRecPtr{0}
+                                            : replorigin_get_progress(origin, false);
     });
 }
 
@@ -53,8 +54,9 @@ void clear_forward_error() {
 const catalog::Node &peer_named(const catalog::Nodes &nodes, uint64_t id, const char *role) {
     const catalog::Node *n = nodes.find(id);
     if (!n || n->is_local)
-        throw pg::Error(ERRCODE_INVALID_PARAMETER_VALUE,
-                        std::string(role) + " " + std::to_string(id) + " is not a peer of this node");
+        throw pg::Error(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            std::string(role) + " " + std::to_string(id) + " is not a peer of this node");
     return *n;
 }
 
@@ -83,10 +85,10 @@ uint64_t forward_missing(uint64_t dead_id, uint64_t source_id, uint64_t up_to,
     BackgroundWorkerHandle *handle =
         workers::start_forward_worker(dead_id, dead.name, workers::ForwardJob{source_id, up_to});
     if (!handle)
-        throw pg::Error(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-                        "no background worker slot free to forward node \"" + dead.name +
-                            "\"'s transactions",
-                        {}, "Raise max_worker_processes.");
+        throw pg::Error(
+            ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            "no background worker slot free to forward node \"" + dead.name + "\"'s transactions",
+            {}, "Raise max_worker_processes.");
     // Wait while it makes progress; a worker that applies nothing for the
     // whole stall timeout is stopped.
     uint64_t seen = applied;

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -125,6 +126,29 @@ auto entry(F &&f) -> decltype(f()) {
     }
     // Every C++ frame under f is gone now; raising longjmps over none.
     raise(pending);
+}
+
+// Runs f in a transaction of its own (none may be open). A PostgreSQL error
+// in it is rolled back and returned; nullopt when f committed. For the
+// rounds of background workers, where one failed step is tried again later
+// and must not end the process.
+template <typename F>
+std::optional<Error> in_own_transaction(F &&f) {
+    try {
+        call([] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+        });
+        f();
+        call([] { CommitTransactionCommand(); });
+        return std::nullopt;
+    } catch (const Error &e) {
+        call([] {
+            FlushErrorState();
+            AbortCurrentTransaction();
+        });
+        return e;
+    }
 }
 
 // Sleeps until the latch is set or timeout_ms pass, then serves interrupts

@@ -153,7 +153,7 @@ BackgroundWorkerHandle *start_forward_worker(uint64_t dead_node_id, const std::s
     memcpy(w.bgw_extra, extra, sizeof extra);
     BackgroundWorkerHandle *handle = nullptr;
     return pg::call([&] { return RegisterDynamicBackgroundWorker(&w, &handle); }) ? handle
-                                                                                   : nullptr;
+                                                                                  : nullptr;
 }
 
 void register_supervisor() {

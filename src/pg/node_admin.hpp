@@ -64,7 +64,8 @@ struct LocalSlot {
 LocalSlot local_slot(const std::string &name);
 
 // The manager's round (part.cpp): drops this node's slots for parted peers
-// and its origins for them; when this node itself has parted, all of them.
+// and its origins for them; when this node itself has parted, all of them
+// and its relay slot.
 // Needs no transaction (it opens its own); a drop that fails (still in use)
 // is tried again at the next round.
 void drop_what_parted_nodes_left(const catalog::Nodes &nodes);

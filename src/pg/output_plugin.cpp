@@ -367,8 +367,8 @@ void on_startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool 
 // A node streams only from its own slot here, and never once it parted
 // from the group: what it would receive is no longer its business, and its
 // confirmations would free WAL that the survivors may still need.
-void check_subscriber(LogicalDecodingContext *ctx, const catalog::Nodes &nodes,
-                      uint64_t subscriber, bool forwarding) {
+void check_subscriber(LogicalDecodingContext *ctx, const catalog::Nodes &nodes, uint64_t subscriber,
+                      bool forwarding) {
     // Forwarded transactions come from the relay slot, and only from it:
     // no other slot of ours holds them.
     std::string own_slot = forwarding ? node::relay_slot_name(*nodes.local_id)
@@ -395,9 +395,8 @@ RepOriginId forwarded_origin(const catalog::Nodes &nodes, uint64_t dead) {
         throw pg::Error(ERRCODE_INVALID_PARAMETER_VALUE,
                         "cannot forward the transactions of node " + std::to_string(dead),
                         node ? "It is this node." : "No such node is known here.");
-    RepOriginId origin = pg::call([&] {
-        return replorigin_by_name(node::origin_name(dead).c_str(), true);
-    });
+    RepOriginId origin =
+        pg::call([&] { return replorigin_by_name(node::origin_name(dead).c_str(), true); });
     if (origin == InvalidRepOriginId)
         throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                         "node \"" + nodes.require_local().name +

@@ -148,24 +148,27 @@ void forward(const catalog::Node &node, const Applied &source, const Applied &to
     uint64_t covered = covered_after(*source.survivor, node.id);
     if (covered > to.lsn)
         throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        "node \"" + source.survivor->name + "\" no longer holds the transactions "
-                            "of node \"" + node.name + "\" that node \"" + to.survivor->name +
-                            "\" lacks",
+                        "node \"" + source.survivor->name +
+                            "\" no longer holds the transactions "
+                            "of node \"" +
+                            node.name + "\" that node \"" + to.survivor->name + "\" lacks",
                         "Node \"" + to.survivor->name + "\" applied up to " +
                             walstream::format_lsn(to.lsn) + "; the relay slot of node \"" +
                             source.survivor->name + "\" holds them only after " +
                             walstream::format_lsn(covered) + ".",
                         "Parting now would leave them different (docs/operations.md, when the "
-                        "relay is gone). Start node \"" + node.name + "\" again so that every "
-                        "survivor catches up from it, or part node \"" + to.survivor->name +
-                        "\" and join it again.");
+                        "relay is gone). Start node \"" +
+                            node.name +
+                            "\" again so that every "
+                            "survivor catches up from it, or part node \"" +
+                            to.survivor->name + "\" and join it again.");
     TimestampTz started = pg::call([] { return GetCurrentTimestamp(); });
     remote::Connection conn = remote::connect(to.survivor->dsn, false, "pgmesh part", 10);
     try {
-        remote::exec_params(conn.get(), "SELECT pgmesh.forward_missing($1, $2, $3, $4)",
-                            {std::to_string(node.id), std::to_string(source.survivor->id),
-                             walstream::format_lsn(source.lsn),
-                             std::to_string(kPartTimeoutSeconds)});
+        remote::exec_params(
+            conn.get(), "SELECT pgmesh.forward_missing($1, $2, $3, $4)",
+            {std::to_string(node.id), std::to_string(source.survivor->id),
+             walstream::format_lsn(source.lsn), std::to_string(kPartTimeoutSeconds)});
     } catch (const pg::Error &e) {
         throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                         "forwarding node \"" + node.name + "\"'s transactions from node \"" +
@@ -173,17 +176,17 @@ void forward(const catalog::Node &node, const Applied &source, const Applied &to
                             "\" failed: " + e.message(),
                         e.detail(),
                         "What was forwarded stays, and is not forwarded twice: run "
-                        "pgmesh.part_node('" + node.name + "') again once the cause is gone.");
+                        "pgmesh.part_node('" +
+                            node.name + "') again once the cause is gone.");
     }
-    long ms = pg::call([&] {
-        return TimestampDifferenceMilliseconds(started, GetCurrentTimestamp());
-    });
+    long ms =
+        pg::call([&] { return TimestampDifferenceMilliseconds(started, GetCurrentTimestamp()); });
     pg::call([&] {
-        ereport(NOTICE, (errmsg("pgmesh forwarded node \"%s\"'s transactions from %X/%X to %X/%X "
-                                "from node \"%s\" to node \"%s\" in %ld ms",
-                                node.name.c_str(), LSN_FORMAT_ARGS(to.lsn),
-                                LSN_FORMAT_ARGS(source.lsn), source.survivor->name.c_str(),
-                                to.survivor->name.c_str(), ms)));
+        ereport(NOTICE,
+                (errmsg("pgmesh forwarded node \"%s\"'s transactions from %X/%X to %X/%X "
+                        "from node \"%s\" to node \"%s\" in %ld ms",
+                        node.name.c_str(), LSN_FORMAT_ARGS(to.lsn), LSN_FORMAT_ARGS(source.lsn),
+                        source.survivor->name.c_str(), to.survivor->name.c_str(), ms)));
     });
 }
 
@@ -216,22 +219,10 @@ void part_dead(const catalog::Node &node, const std::vector<Survivor> &survivors
 // again at the next round.
 template <typename F>
 void drop_quietly(const char *what, const std::string &name, F &&drop) {
-    try {
-        pg::call([] {
-            SetCurrentStatementStartTimestamp();
-            StartTransactionCommand();
-        });
-        drop();
-        pg::call([] { CommitTransactionCommand(); });
-        pg::call([&] {
-            ereport(LOG, (errmsg("pgmesh dropped %s \"%s\" of a parted node", what, name.c_str())));
-        });
-    } catch (const pg::Error &) {
-        pg::call([] {
-            FlushErrorState();
-            AbortCurrentTransaction();
-        });
-    }
+    if (pg::in_own_transaction(drop)) return;
+    pg::call([&] {
+        ereport(LOG, (errmsg("pgmesh dropped %s \"%s\" of a parted node", what, name.c_str())));
+    });
 }
 
 void drop_slot_if_idle(const std::string &slot) {
@@ -264,6 +255,9 @@ void drop_what_parted_nodes_left(const catalog::Nodes &nodes) {
         drop_slot_if_idle(node::slot_name(local->id, peer.id));
         drop_origin_if_any(node::origin_name(peer.id));
     }
+    // A parted node forwards nothing (relay.hpp): its relay slot would
+    // only keep WAL, and keep its database from being dropped.
+    if (local_parted) drop_slot_if_idle(node::relay_slot_name(local->id));
 }
 
 void part_node(const std::string &node_name) {

@@ -13,8 +13,12 @@ namespace pgmesh::relay {
 
 namespace {
 
-// How often the manager notes a checkpoint and asks the members.
+// How often the manager notes a checkpoint and asks the members; after a
+// member could not be asked, it waits longer: each try may take the
+// connection timeout, which the manager's other duties should not pay
+// every round.
 constexpr long kRoundIntervalMs = 5000;
+constexpr long kUnreachableIntervalMs = 30000;
 // Checkpoints kept while the slot cannot move; past this the newest is
 // replaced, which only makes the slot move in coarser steps.
 constexpr size_t kMaxCheckpoints = 128;
@@ -31,26 +35,16 @@ void add_position(Positions &out, const std::optional<std::string> &origin,
 }
 
 // Runs `f` in a transaction of its own; a PostgreSQL error is logged and
-// rolled back, and false returned.
+// rolled back (the next round tries again), and false returned.
 template <typename F>
 bool in_transaction(const char *what, F &&f) {
-    try {
-        pg::call([] {
-            SetCurrentStatementStartTimestamp();
-            StartTransactionCommand();
-        });
-        f();
-        pg::call([] { CommitTransactionCommand(); });
-        return true;
-    } catch (const pg::Error &e) {
-        std::string message = e.message();
-        pg::call([&] {
-            FlushErrorState();
-            AbortCurrentTransaction();
-            ereport(LOG, (errmsg("pgmesh relay slot: could not %s: %s", what, message.c_str())));
-        });
-        return false;
-    }
+    std::optional<pg::Error> error = pg::in_own_transaction(f);
+    if (!error) return true;
+    pg::call([&] {
+        ereport(LOG,
+                (errmsg("pgmesh relay slot: could not %s: %s", what, error->message().c_str())));
+    });
+    return false;
 }
 
 bool member(const catalog::Node &n) {
@@ -81,9 +75,7 @@ bool Keeper::ensure_slot(uint64_t local_id) {
         for (const auto &[origin, lsn] : applied_here())
             spi::query("INSERT INTO pgmesh.relay_coverage VALUES ($1, $2)",
                        {spi::int8(static_cast<int64_t>(origin)), spi::lsn(lsn)});
-        pg::call([&] {
-            ereport(LOG, (errmsg("pgmesh created relay slot \"%s\"", slot.c_str())));
-        });
+        pg::call([&] { ereport(LOG, (errmsg("pgmesh created relay slot \"%s\"", slot.c_str()))); });
     });
 }
 
@@ -135,11 +127,10 @@ void Keeper::round(const catalog::Nodes &nodes) {
     if (!ensure_slot(local_id)) {
         if (!warned_)
             pg::call([] {
-                ereport(WARNING,
-                        (errmsg("pgmesh could not create its relay slot"),
-                         errdetail("Without it this node cannot forward a dead node's "
-                                   "transactions to the other survivors."),
-                         errhint("Raise max_replication_slots if it is the limit.")));
+                ereport(WARNING, (errmsg("pgmesh could not create its relay slot"),
+                                  errdetail("Without it this node cannot forward a dead node's "
+                                            "transactions to the other survivors."),
+                                  errhint("Raise max_replication_slots if it is the limit.")));
             });
         warned_ = true;
         return;
@@ -152,29 +143,18 @@ void Keeper::round(const catalog::Nodes &nodes) {
     checkpoints_.push_back(std::move(c));
 
     std::map<uint64_t, Positions> members;
-    if (!ask_members(nodes, members)) return;
-    // The newest checkpoint that every member has passed, for every origin
-    // but its own. A parted node's transactions need no relay any more:
-    // parting made every survivor equal in them.
+    if (!ask_members(nodes, members)) {
+        next_round_ = TimestampTzPlusMilliseconds(now, kUnreachableIntervalMs);
+        return;
+    }
+    // A parted node's transactions need no relay any more: parting made
+    // every survivor equal in them.
     auto parted = [&](uint64_t id) {
         const catalog::Node *n = nodes.find(id);
         return !n || n->state == node::State::kParted;
     };
-    auto passed = [&](const Checkpoint &cp) {
-        for (const auto &[member_id, applied] : members)
-            for (const auto &[origin, lsn] : cp.applied) {
-                if (origin == member_id || parted(origin)) continue;
-                auto it = applied.find(origin);
-                if (lsn > 0 && (it == applied.end() || it->second < lsn)) return false;
-            }
-        return true;
-    };
-    std::optional<Checkpoint> target;
-    while (!checkpoints_.empty() && passed(checkpoints_.front())) {
-        target = std::move(checkpoints_.front());
-        checkpoints_.pop_front();
-    }
-    if (target) move_to(local_id, *target);
+    if (std::optional<Checkpoint> target = take_passed(checkpoints_, members, parted))
+        move_to(local_id, *target);
 }
 
 }  // namespace pgmesh::relay

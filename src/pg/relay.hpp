@@ -26,16 +26,13 @@
 
 #include "catalog.hpp"
 #include "postgres_headers.hpp"
+#include "relay_plan.hpp"
 #include "remote.hpp"
 
 namespace pgmesh::relay {
 
-// Origin node id -> the origin's commit LSN applied up to, parsed from
-// rows of (external_id, remote_lsn) of pg_replication_origin_status; other
-// origins are left out.
-using Positions = std::map<uint64_t, uint64_t>;
-
-// This node's positions (needs a transaction).
+// This node's positions, from pg_replication_origin_status (needs a
+// transaction); origins that stand for no node are left out.
 Positions applied_here();
 
 class Keeper {
@@ -45,11 +42,6 @@ public:
     void round(const catalog::Nodes &nodes);
 
 private:
-    struct Checkpoint {
-        uint64_t local_lsn;  // this node's WAL insert position
-        Positions applied;   // read after local_lsn
-    };
-
     bool ensure_slot(uint64_t local_id);
     // Every other member's positions; false when one cannot be asked.
     bool ask_members(const catalog::Nodes &nodes, std::map<uint64_t, Positions> &out);

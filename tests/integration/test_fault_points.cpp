@@ -244,9 +244,10 @@ protected:
                dsn(node, dbname) + "', '" + dsn(1) + "')";
     }
     std::string slots(int node) {
-        return query_value(node,
-                           "SELECT coalesce(string_agg(slot_name, ',' ORDER BY slot_name), '') "
-                           "FROM pg_replication_slots");
+        return query_value(
+            node,
+            "SELECT coalesce(string_agg(slot_name, ',' ORDER BY slot_name), '') "
+            "FROM pg_replication_slots WHERE slot_name NOT LIKE 'pgmesh\\_relay\\_%'");
     }
 };
 
