@@ -233,7 +233,7 @@ private:
         origins::start_session(origin);
         uint64_t start_lsn = pg::call([] { return replorigin_session_get_progress(false); });
         flushed_remote_ = start_lsn;
-        flushed_or_applied_ = start_lsn;
+        forwarded_up_to_ = start_lsn;
         // A replication connection takes no parameters (nor the extended
         // protocol): values are quoted by libpq.
         remote::Result exists = remote::exec(
@@ -387,7 +387,7 @@ private:
                         "node \"" + source_name_ + "\" has no more transactions of node \"" +
                             peer_name_ +
                             "\" to forward, but this node has applied them only up to " +
-                            walstream::format_lsn(flushed_or_applied_) + " of " +
+                            walstream::format_lsn(forwarded_up_to_) + " of " +
                             walstream::format_lsn(forward_->up_to),
                         "Its relay slot no longer holds them.");
     }
@@ -443,7 +443,7 @@ private:
             if (applier.replayed_ddl()) pg::call([&] { XLogFlush(local_end); });
             pending_.push_back(AppliedCommit{commit->end_lsn, local_end});
             if (forward_) {
-                flushed_or_applied_ = commit->end_lsn;
+                forwarded_up_to_ = commit->end_lsn;
                 // part_node marks the peer parted once we return: what we
                 // applied must survive a crash of ours by then.
                 if (commit->end_lsn >= forward_->up_to) {
@@ -514,7 +514,7 @@ private:
     uint64_t peer_id_;
     std::optional<ForwardJob> forward_;
     uint64_t source_end_ = UINT64_MAX;  // forwarding: the source's WAL end at connect
-    uint64_t flushed_or_applied_ = 0;   // forwarding: the peer's commit LSN applied up to
+    uint64_t forwarded_up_to_ = 0;   // forwarding: the peer's commit LSN applied up to
     bool finished_ = false;             // forwarding: up_to reached
     std::string source_name_;
     shmem::WorkerSlot *slot_ = nullptr;
