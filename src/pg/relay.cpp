@@ -112,8 +112,15 @@ void Keeper::move_to(uint64_t local_id, const Checkpoint &c) {
     });
     // The slot is busy while a survivor takes forwarded transactions from
     // it (forward.cpp): then it stays, and we try again later.
-    if (!recorded || node_admin::local_slot(slot).active) return;
+    node_admin::LocalSlot now = node_admin::local_slot(slot);
+    if (!recorded || now.active || now.confirmed_flush >= c.local_lsn) return;
     in_transaction("move it on", [&] {
+        // Each advance starts logical decoding, which says so at LOG
+        // level: every few seconds, for nothing an operator needs. LOG
+        // ranks above ERROR in the server log, so only FATAL keeps it out;
+        // an error here is logged after the rollback, which restores the
+        // setting.
+        spi::query("SELECT pg_catalog.set_config('log_min_messages', 'fatal', true)");
         spi::query("SELECT pg_catalog.pg_replication_slot_advance($1, $2)",
                    {spi::text(slot), spi::lsn(c.local_lsn)});
     });
