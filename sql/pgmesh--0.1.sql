@@ -259,13 +259,20 @@ RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_join_group';
 CREATE FUNCTION pgmesh.part_node(node_name text) RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_part_node';
 
--- Internal to part_node (src/pg/forward.cpp), which calls it on each
+-- Internal to part_node (src/pg/forward.cpp), which calls them on each
 -- survivor that got fewer of a dead node's transactions than another:
--- applies those it lacks from that survivor's relay slot, as the dead node
--- sent them. Returns the dead node's commit LSN applied up to.
+-- forward_missing starts a worker that applies those it lacks from that
+-- survivor's relay slot, as the dead node sent them, and returns at once;
+-- forward_progress says how far it got, whether it still runs, and why it
+-- stopped short. part_node polls rather than waits inside one call: a call
+-- that waits holds a snapshot, and with it back the pruning of every row
+-- the forwarded transactions update.
 CREATE FUNCTION pgmesh.forward_missing(dead_node_id bigint, source_node_id bigint,
-                                       up_to pg_lsn, timeout integer) RETURNS pg_lsn
+                                       up_to pg_lsn) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_forward_missing';
+CREATE FUNCTION pgmesh.forward_progress(dead_node_id bigint, OUT applied pg_lsn,
+                                        OUT running boolean, OUT error text)
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_forward_progress';
 
 CREATE FUNCTION pgmesh.wait_for_ready(timeout integer DEFAULT 60) RETURNS boolean
     LANGUAGE c AS 'MODULE_PATHNAME', 'pgmesh_wait_for_ready';
@@ -325,7 +332,8 @@ CREATE FUNCTION pgmesh.use_snowflake(relation regclass, column_name name) RETURN
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgmesh_use_snowflake';
 
 REVOKE ALL ON FUNCTION pgmesh.create_group(text, text), pgmesh.join_group(text, text, text),
-    pgmesh.part_node(text), pgmesh.forward_missing(bigint, bigint, pg_lsn, integer),
+    pgmesh.part_node(text), pgmesh.forward_missing(bigint, bigint, pg_lsn),
+    pgmesh.forward_progress(bigint),
     pgmesh.pause_apply(), pgmesh.resume_apply(), pgmesh.hold_apply(integer),
     pgmesh.skip_transaction(text, pg_lsn) FROM PUBLIC;
 -- Checks ownership of the table and the right to execute a resolver

@@ -103,7 +103,16 @@ void pgmesh_apply_main(Datum arg) {
     pgmesh::pg::entry([&] { pgmesh::workers::apply_main(DatumGetObjectId(arg), peer); });
 }
 
+static void pgmesh_forward_exit(int, Datum arg) {
+    LWLockAcquire(pgmesh::shmem::state().lock, LW_EXCLUSIVE);
+    if (pgmesh::shmem::DatabaseSlot *d = pgmesh::shmem::database_slot(DatumGetObjectId(arg), false))
+        d->forward_running = false;
+    LWLockRelease(pgmesh::shmem::state().lock);
+}
+
 void pgmesh_forward_main(Datum arg) {
+    // First of all: however it ends, pgmesh.forward_progress must see it.
+    before_shmem_exit(pgmesh_forward_exit, arg);
     pqsignal(SIGTERM, die);
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     BackgroundWorkerUnblockSignals();

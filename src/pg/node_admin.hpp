@@ -28,13 +28,20 @@ void hold_apply(int timeout_seconds);
 
 // pgmesh.part_node (part.cpp): removes a node from the group, live or dead.
 void part_node(const std::string &node_name);
-// pgmesh.forward_missing (forward.cpp): applies the dead node's
-// transactions this node lacks, from the source's relay slot, up to the
-// dead node's commit LSN `up_to`; fails when the forwarding worker stops
-// short of it or applies nothing for stall_timeout_seconds. Returns the
-// position reached.
-uint64_t forward_missing(uint64_t dead_id, uint64_t source_id, uint64_t up_to,
-                         int stall_timeout_seconds);
+// pgmesh.forward_missing (forward.cpp): starts a forwarding worker that
+// applies the dead node's transactions this node lacks, from the source's
+// relay slot, up to the dead node's commit LSN `up_to`; returns at once
+// (nothing to do when this node has them). 55P03 while one runs.
+void forward_missing(uint64_t dead_id, uint64_t source_id, uint64_t up_to);
+// pgmesh.forward_progress: this node's position in the dead node's
+// transactions, whether a forwarding worker runs, and why the last one
+// stopped short (empty if it did not).
+struct ForwardProgress {
+    uint64_t applied = 0;
+    bool running = false;
+    std::string error;
+};
+ForwardProgress forward_progress(uint64_t dead_id);
 // Set by _PG_init when loaded through shared_preload_libraries.
 extern bool loaded_at_startup;
 

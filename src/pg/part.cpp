@@ -143,6 +143,42 @@ uint64_t covered_after(const Survivor &source, uint64_t node_id) {
     return walstream::parse_lsn(remote::value(r.get(), 0, 0).value_or("0/0")).value_or(0);
 }
 
+// Polls the survivor's forwarding worker (each poll a transaction of its
+// own) until it reached `up_to`; throws when it stopped short, or applied
+// nothing for kPartTimeoutSeconds (then it is stopped).
+void wait_for_forwarding(PGconn *conn, const catalog::Node &node, uint64_t up_to) {
+    uint64_t seen = 0;
+    long still_ms = 0;
+    for (;;) {
+        remote::Result r = remote::exec_params(
+            conn, "SELECT applied::text, running, error FROM pgmesh.forward_progress($1)",
+            {std::to_string(node.id)});
+        uint64_t applied =
+            walstream::parse_lsn(remote::value(r.get(), 0, 0).value_or("0/0")).value_or(0);
+        bool running = remote::value(r.get(), 0, 1) == "t";
+        if (applied >= up_to) return;
+        if (!running)
+            throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                            "its forwarding worker stopped at " + walstream::format_lsn(applied) +
+                                " of " + walstream::format_lsn(up_to),
+                            remote::value(r.get(), 0, 2).value_or("See its server log."));
+        still_ms = applied == seen ? still_ms + 100 : 0;
+        seen = applied;
+        if (still_ms >= kPartTimeoutSeconds * 1000L) {
+            remote::exec(conn,
+                         "SELECT pg_catalog.pg_terminate_backend(pid) FROM "
+                         "pg_catalog.pg_stat_activity WHERE backend_type = 'pgmesh forward' "
+                         "AND datname = pg_catalog.current_database()");
+            throw pg::Error(ERRCODE_QUERY_CANCELED,
+                            "its forwarding worker applied nothing for " +
+                                std::to_string(kPartTimeoutSeconds) + " s",
+                            "It stopped at " + walstream::format_lsn(applied) + " of " +
+                                walstream::format_lsn(up_to) + ".");
+        }
+        pg::wait_latch(100);
+    }
+}
+
 // Brings `to` up to `source`'s position in the dead node's transactions.
 void forward(const catalog::Node &node, const Applied &source, const Applied &to) {
     uint64_t covered = covered_after(*source.survivor, node.id);
@@ -165,10 +201,10 @@ void forward(const catalog::Node &node, const Applied &source, const Applied &to
     TimestampTz started = pg::call([] { return GetCurrentTimestamp(); });
     remote::Connection conn = remote::connect(to.survivor->dsn, false, "pgmesh part", 10);
     try {
-        remote::exec_params(
-            conn.get(), "SELECT pgmesh.forward_missing($1, $2, $3, $4)",
-            {std::to_string(node.id), std::to_string(source.survivor->id),
-             walstream::format_lsn(source.lsn), std::to_string(kPartTimeoutSeconds)});
+        remote::exec_params(conn.get(), "SELECT pgmesh.forward_missing($1, $2, $3)",
+                            {std::to_string(node.id), std::to_string(source.survivor->id),
+                             walstream::format_lsn(source.lsn)});
+        wait_for_forwarding(conn.get(), node, source.lsn);
     } catch (const pg::Error &e) {
         throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                         "forwarding node \"" + node.name + "\"'s transactions from node \"" +

@@ -63,8 +63,10 @@ struct DatabaseSlot {
     uint64_t node_requests;
     uint64_t resolvers_version;  // bumped when pgmesh.conflict_resolver changes
     ddl_lock::Slot lock;         // the global DDL/write lock as this node sees it
-    // Why the last forwarding worker (pgmesh.forward_missing) stopped short;
-    // empty when it did not.
+    // A forwarding worker (pgmesh.forward_missing) runs: set by the call
+    // that starts it, cleared when it exits.
+    bool forward_running;
+    // Why the last forwarding worker stopped short; empty when it did not.
     char forward_error[kErrorLength];
 };
 

@@ -41,6 +41,7 @@ PG_FUNCTION_INFO_V1(pgmesh_wait_for_sync);
 PG_FUNCTION_INFO_V1(pgmesh_hold_apply);
 PG_FUNCTION_INFO_V1(pgmesh_part_node);
 PG_FUNCTION_INFO_V1(pgmesh_forward_missing);
+PG_FUNCTION_INFO_V1(pgmesh_forward_progress);
 PG_FUNCTION_INFO_V1(pgmesh_pause_apply);
 PG_FUNCTION_INFO_V1(pgmesh_resume_apply);
 PG_FUNCTION_INFO_V1(pgmesh_worker_status);
@@ -176,11 +177,26 @@ Datum pgmesh_resume_apply(PG_FUNCTION_ARGS) {
 
 Datum pgmesh_forward_missing(PG_FUNCTION_ARGS) {
     return pgmesh::pg::entry([&] {
-        int64 dead = PG_GETARG_INT64(0);
-        int64 source = PG_GETARG_INT64(1);
-        return LSNGetDatum(pgmesh::node_admin::forward_missing(
-            static_cast<uint64_t>(dead), static_cast<uint64_t>(source), PG_GETARG_LSN(2),
-            std::max(1, static_cast<int>(PG_GETARG_INT32(3)))));
+        pgmesh::node_admin::forward_missing(static_cast<uint64_t>(PG_GETARG_INT64(0)),
+                                            static_cast<uint64_t>(PG_GETARG_INT64(1)),
+                                            PG_GETARG_LSN(2));
+        return (Datum)0;
+    });
+}
+
+Datum pgmesh_forward_progress(PG_FUNCTION_ARGS) {
+    return pgmesh::pg::entry([&] {
+        pgmesh::node_admin::ForwardProgress p =
+            pgmesh::node_admin::forward_progress(static_cast<uint64_t>(PG_GETARG_INT64(0)));
+        return pgmesh::pg::call([&] {
+            TupleDesc desc = nullptr;
+            if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+                elog(ERROR, "return type must be a row type");
+            Datum values[3] = {LSNGetDatum(p.applied), BoolGetDatum(p.running),
+                               CStringGetTextDatum(p.error.c_str())};
+            bool nulls[3] = {false, false, p.error.empty()};
+            return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
+        });
     });
 }
 

@@ -551,12 +551,14 @@ TEST_F(LifecycleTest, ADeadNodeIsNotPartedWhenTheRelayNoLongerHoldsWhatASurvivor
     EXPECT_EQ(query_value(1, "SELECT count(*) FROM t"), "0");
 }
 
-// hold_apply and part_node are for superusers only.
+// hold_apply, part_node and forwarding are for superusers only.
 TEST_F(LifecycleTest, OrdinaryRolesCannotHoldApplyOrPart) {
     form(2);
     exec(1, "CREATE ROLE mallory LOGIN");
     pq::Connection mallory = connect_as(1, "mallory");
     expect_error(mallory, "SELECT pgmesh.part_node('node2')", "42501");
+    expect_error(mallory, "SELECT pgmesh.forward_missing(1, 2, '0/1')", "42501");
+    expect_error(mallory, "SELECT * FROM pgmesh.forward_progress(1)", "42501");
     expect_error(mallory, "BEGIN; SELECT pgmesh.hold_apply(1)", "42501");
     expect_error(1, "SELECT pgmesh.hold_apply(1)", "25001", "until its transaction ends");
 }
