@@ -123,10 +123,15 @@ CREATE FUNCTION pgmesh.record_tombstone() RETURNS trigger
 -- node resolves the same way (the defaults need no row here).
 -- What this node's relay slot holds (src/pg/relay.hpp): every transaction
 -- of origin_node_id applied here whose commit LSN on that node is above
--- covered_after. Not replicated: each node's own.
+-- covered_after. origin_created_at is this node's WAL position when it
+-- made its replication origin for that node: PostgreSQL hands a dropped
+-- origin's number to the next one made, so older transactions in the
+-- relay slot under the same number are a parted node's, not this one's.
+-- Not replicated: each node's own.
 CREATE TABLE pgmesh.relay_coverage (
-    origin_node_id bigint PRIMARY KEY,
-    covered_after  pg_lsn NOT NULL
+    origin_node_id    bigint PRIMARY KEY,
+    covered_after     pg_lsn NOT NULL DEFAULT '0/0',
+    origin_created_at pg_lsn
 );
 
 CREATE TABLE pgmesh.conflict_resolver (

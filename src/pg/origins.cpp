@@ -1,16 +1,31 @@
 #include "origins.hpp"
 
+#include <optional>
+
 #include "guard.hpp"
 #include "node.hpp"
+#include "spi.hpp"
 
 namespace pgmesh::origins {
 
 RepOriginId find_or_create(const std::string &name) {
-    return pg::call([&] {
-        RepOriginId id = replorigin_by_name(name.c_str(), true);
-        if (id == InvalidRepOriginId) id = replorigin_create(name.c_str());
-        return id;
+    XLogRecPtr created_at = InvalidXLogRecPtr;
+    RepOriginId id = pg::call([&] {
+        RepOriginId found = replorigin_by_name(name.c_str(), true);
+        if (found != InvalidRepOriginId) return found;
+        created_at = GetXLogInsertRecPtr();
+        return replorigin_create(name.c_str());
     });
+    // Every transaction a former holder of this origin number wrote is in
+    // WAL before created_at (relay.hpp).
+    if (created_at != InvalidXLogRecPtr)
+        if (std::optional<uint64_t> node = node::node_of_origin(name))
+            spi::query(
+                "INSERT INTO pgmesh.relay_coverage (origin_node_id, origin_created_at) "
+                "VALUES ($1, $2) ON CONFLICT (origin_node_id) DO UPDATE SET "
+                "origin_created_at = excluded.origin_created_at",
+                {spi::int8(static_cast<int64_t>(*node)), spi::lsn(created_at)});
+    return id;
 }
 
 void start_session(RepOriginId origin) {

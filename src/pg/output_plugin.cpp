@@ -27,6 +27,7 @@
 // PostgreSQL errors may longjmp through them as through C; pg::entry keeps
 // C++ exceptions from escaping into PostgreSQL.
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -38,6 +39,8 @@
 #include "node.hpp"
 #include "protocol.hpp"
 #include "replicated.hpp"
+#include "spi.hpp"
+#include "walstream.hpp"
 
 namespace pgmesh::output {
 
@@ -80,6 +83,9 @@ struct PluginState {
     // subscriber has of it already.
     uint64_t forward_node_id = 0;
     RepOriginId forward_origin = InvalidRepOriginId;
+    // Where in our WAL that origin was made: before it, the same origin
+    // number belonged to a node that parted since.
+    XLogRecPtr forward_origin_created = InvalidXLogRecPtr;
     XLogRecPtr forward_after = InvalidXLogRecPtr;
     bool forward_skip = false;  // the current transaction is one the subscriber has
     bool binary_allowed = false;
@@ -388,8 +394,14 @@ void check_subscriber(LogicalDecodingContext *ctx, const catalog::Nodes &nodes, 
                         "node from a fresh database.");
 }
 
-// Forwarding: our origin for the dead node, whose transactions go out.
-RepOriginId forwarded_origin(const catalog::Nodes &nodes, uint64_t dead) {
+// Forwarding: our origin for the dead node, whose transactions go out, and
+// where in our WAL it was made.
+struct ForwardedOrigin {
+    RepOriginId id;
+    XLogRecPtr created;
+};
+
+ForwardedOrigin forwarded_origin(const catalog::Nodes &nodes, uint64_t dead) {
     const catalog::Node *node = nodes.find(dead);
     if (!node || node->is_local)
         throw pg::Error(ERRCODE_INVALID_PARAMETER_VALUE,
@@ -402,7 +414,18 @@ RepOriginId forwarded_origin(const catalog::Nodes &nodes, uint64_t dead) {
                         "node \"" + nodes.require_local().name +
                             "\" has no transactions of node \"" + node->name + "\" to forward",
                         "It has no replication origin for that node.");
-    return origin;
+    spi::Rows rows = spi::query(
+        "SELECT origin_created_at::text FROM pgmesh.relay_coverage WHERE origin_node_id = $1",
+        {spi::int8(static_cast<int64_t>(dead))});
+    std::optional<uint64_t> created =
+        rows.empty() || !rows[0][0] ? std::nullopt : walstream::parse_lsn(*rows[0][0]);
+    if (!created)
+        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        "node \"" + nodes.require_local().name + "\" cannot tell node \"" +
+                            node->name + "\"'s transactions from those of an earlier node",
+                        "pgmesh.relay_coverage does not say when its origin for that node was "
+                        "made.");
+    return ForwardedOrigin{origin, *created};
 }
 
 }  // namespace
@@ -416,7 +439,11 @@ void startup(LogicalDecodingContext *ctx, OutputPluginOptions *options, bool is_
     bool started = pg::call([] { return !IsTransactionState(); });
     if (started) pg::call([] { StartTransactionCommand(); });
     catalog::Nodes nodes = catalog::read_nodes();
-    if (st.forward_node_id) st.forward_origin = forwarded_origin(nodes, st.forward_node_id);
+    if (st.forward_node_id) {
+        ForwardedOrigin origin = forwarded_origin(nodes, st.forward_node_id);
+        st.forward_origin = origin.id;
+        st.forward_origin_created = origin.created;
+    }
     if (started) pg::call([] { CommitTransactionCommand(); });
     st.local_node_id = nodes.require_local().id;
     st.local_node_name = nodes.require_local().name;
@@ -436,7 +463,8 @@ void begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn) {
     st.skipping = st.skip_lsn != InvalidXLogRecPtr && txn->final_lsn == st.skip_lsn;
     st.encoder.clear();  // nothing of an earlier, failed callback goes out
     if (!st.forward_node_id) return;
-    st.forward_skip = txn->origin_lsn <= st.forward_after;
+    st.forward_skip =
+        txn->origin_lsn <= st.forward_after || txn->final_lsn < st.forward_origin_created;
     // Replicated DDL is not in our WAL as the message the dead node sent,
     // only as its effect on our catalog: the survivor could not run it.
     // Stop rather than forward the rows that follow it without it.

@@ -47,6 +47,18 @@ bool in_transaction(const char *what, F &&f) {
     return false;
 }
 
+// Sets covered_after of `origin` to `lsn` (only upwards when `rise_only`).
+void record_coverage(uint64_t origin, uint64_t lsn, bool rise_only) {
+    spi::query(rise_only ? "INSERT INTO pgmesh.relay_coverage (origin_node_id, covered_after) "
+                           "VALUES ($1, $2) ON CONFLICT (origin_node_id) DO UPDATE SET "
+                           "covered_after = pg_catalog.greatest(pgmesh.relay_coverage."
+                           "covered_after, excluded.covered_after)"
+                         : "INSERT INTO pgmesh.relay_coverage (origin_node_id, covered_after) "
+                           "VALUES ($1, $2) ON CONFLICT (origin_node_id) DO UPDATE SET "
+                           "covered_after = excluded.covered_after",
+               {spi::int8(static_cast<int64_t>(origin)), spi::lsn(lsn)});
+}
+
 bool member(const catalog::Node &n) {
     return !n.is_local && n.state != node::State::kParted;
 }
@@ -71,10 +83,8 @@ bool Keeper::ensure_slot(uint64_t local_id) {
     if (!created) return false;
     checkpoints_.clear();
     return in_transaction("record what it holds", [&] {
-        spi::query("DELETE FROM pgmesh.relay_coverage");
-        for (const auto &[origin, lsn] : applied_here())
-            spi::query("INSERT INTO pgmesh.relay_coverage VALUES ($1, $2)",
-                       {spi::int8(static_cast<int64_t>(origin)), spi::lsn(lsn)});
+        spi::query("UPDATE pgmesh.relay_coverage SET covered_after = '0/0'");
+        for (const auto &[origin, lsn] : applied_here()) record_coverage(origin, lsn, false);
         pg::call([&] { ereport(LOG, (errmsg("pgmesh created relay slot \"%s\"", slot.c_str()))); });
     });
 }
@@ -103,12 +113,7 @@ void Keeper::move_to(uint64_t local_id, const Checkpoint &c) {
     // Coverage first: a crash in between leaves it claiming less than the
     // slot holds, never more.
     bool recorded = in_transaction("record what it holds", [&] {
-        for (const auto &[origin, lsn] : c.applied)
-            spi::query(
-                "INSERT INTO pgmesh.relay_coverage VALUES ($1, $2) ON CONFLICT (origin_node_id) "
-                "DO UPDATE SET covered_after = pg_catalog.greatest(pgmesh.relay_coverage."
-                "covered_after, excluded.covered_after)",
-                {spi::int8(static_cast<int64_t>(origin)), spi::lsn(lsn)});
+        for (const auto &[origin, lsn] : c.applied) record_coverage(origin, lsn, true);
     });
     // The slot is busy while a survivor takes forwarded transactions from
     // it (forward.cpp): then it stays, and we try again later.
