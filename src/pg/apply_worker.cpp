@@ -234,6 +234,7 @@ private:
         uint64_t start_lsn = pg::call([] { return replorigin_session_get_progress(false); });
         flushed_remote_ = start_lsn;
         forwarded_up_to_ = start_lsn;
+        if (forward_ && start_lsn >= forward_->up_to) return;  // nothing missing
         // A replication connection takes no parameters (nor the extended
         // protocol): values are quoted by libpq.
         remote::Result exists = remote::exec(
@@ -303,7 +304,6 @@ private:
             ~Registration() { current_applier = nullptr; }
         } registration(&applier);
         ApplyErrorContext context(applier);
-        if (forward_ && start_lsn >= forward_->up_to) return;  // nothing missing
         try {
             loop(conn.get(), applier);
         } catch (const pg::Error &e) {
@@ -514,7 +514,7 @@ private:
     uint64_t peer_id_;
     std::optional<ForwardJob> forward_;
     uint64_t source_end_ = UINT64_MAX;  // forwarding: the source's WAL end at connect
-    uint64_t forwarded_up_to_ = 0;   // forwarding: the peer's commit LSN applied up to
+    uint64_t forwarded_up_to_ = 0;      // forwarding: the peer's commit LSN applied up to
     bool finished_ = false;             // forwarding: up_to reached
     std::string source_name_;
     shmem::WorkerSlot *slot_ = nullptr;

@@ -183,21 +183,19 @@ void wait_for_forwarding(PGconn *conn, const catalog::Node &node, uint64_t up_to
 void forward(const catalog::Node &node, const Applied &source, const Applied &to) {
     uint64_t covered = covered_after(*source.survivor, node.id);
     if (covered > to.lsn)
-        throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        "node \"" + source.survivor->name +
-                            "\" no longer holds the transactions "
-                            "of node \"" +
-                            node.name + "\" that node \"" + to.survivor->name + "\" lacks",
-                        "Node \"" + to.survivor->name + "\" applied up to " +
-                            walstream::format_lsn(to.lsn) + "; the relay slot of node \"" +
-                            source.survivor->name + "\" holds them only after " +
-                            walstream::format_lsn(covered) + ".",
-                        "Parting now would leave them different (docs/operations.md, when the "
-                        "relay is gone). Start node \"" +
-                            node.name +
-                            "\" again so that every "
-                            "survivor catches up from it, or part node \"" +
-                            to.survivor->name + "\" and join it again.");
+        throw pg::Error(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "node \"" + source.survivor->name + "\" no longer holds the transactions of node \"" +
+                node.name + "\" that node \"" + to.survivor->name + "\" lacks",
+            "Node \"" + to.survivor->name + "\" applied up to " + walstream::format_lsn(to.lsn) +
+                "; the relay slot of node \"" + source.survivor->name +
+                "\" holds them only after " + walstream::format_lsn(covered) + ".",
+            "Parting now would leave them different (docs/operations.md, when the "
+            "relay is gone). Start node \"" +
+                node.name +
+                "\" again so that every survivor catches up from it, or part node "
+                "\"" +
+                to.survivor->name + "\" and join it again.");
     TimestampTz started = pg::call([] { return GetCurrentTimestamp(); });
     remote::Connection conn = remote::connect(to.survivor->dsn, false, "pgmesh part", 10);
     try {

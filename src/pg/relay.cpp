@@ -23,6 +23,10 @@ constexpr long kUnreachableIntervalMs = 30000;
 // replaced, which only makes the slot move in coarser steps.
 constexpr size_t kMaxCheckpoints = 128;
 
+// covered_after of an origin whose transactions the relay slot does not
+// hold at all.
+constexpr uint64_t kNothing = UINT64_MAX;
+
 constexpr const char *kOriginsQuery =
     "SELECT external_id, remote_lsn::text FROM pg_catalog.pg_replication_origin_status";
 
@@ -47,16 +51,13 @@ bool in_transaction(const char *what, F &&f) {
     return false;
 }
 
-// Sets covered_after of `origin` to `lsn` (only upwards when `rise_only`).
-void record_coverage(uint64_t origin, uint64_t lsn, bool rise_only) {
-    spi::query(rise_only ? "INSERT INTO pgmesh.relay_coverage (origin_node_id, covered_after) "
-                           "VALUES ($1, $2) ON CONFLICT (origin_node_id) DO UPDATE SET "
-                           "covered_after = pg_catalog.greatest(pgmesh.relay_coverage."
-                           "covered_after, excluded.covered_after)"
-                         : "INSERT INTO pgmesh.relay_coverage (origin_node_id, covered_after) "
-                           "VALUES ($1, $2) ON CONFLICT (origin_node_id) DO UPDATE SET "
-                           "covered_after = excluded.covered_after",
-               {spi::int8(static_cast<int64_t>(origin)), spi::lsn(lsn)});
+// Raises covered_after of `origin` to `lsn` (never lowers it).
+void record_coverage(uint64_t origin, uint64_t lsn) {
+    spi::query(
+        "INSERT INTO pgmesh.relay_coverage (origin_node_id, covered_after) VALUES ($1, $2) "
+        "ON CONFLICT (origin_node_id) DO UPDATE SET covered_after = "
+        "GREATEST(pgmesh.relay_coverage.covered_after, excluded.covered_after)",
+        {spi::int8(static_cast<int64_t>(origin)), spi::lsn(lsn)});
 }
 
 bool member(const catalog::Node &n) {
@@ -75,16 +76,23 @@ bool Keeper::ensure_slot(uint64_t local_id) {
     std::string slot = node::relay_slot_name(local_id);
     if (node_admin::local_slot(slot).exists) return true;
     // Whatever was applied before the slot's start is not in it: the
-    // coverage starts at the positions read once it exists.
-    bool created = in_transaction("create it", [&] {
-        spi::query("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgmesh')",
-                   {spi::text(slot)});
+    // coverage starts at the positions read once it exists. Until then it
+    // claims nothing, so that a part_node in between refuses instead of
+    // trusting what the old slot held.
+    bool emptied = in_transaction("record that it holds nothing", [&] {
+        spi::query("UPDATE pgmesh.relay_coverage SET covered_after = $1", {spi::lsn(kNothing)});
+        for (const auto &[origin, lsn] : applied_here()) record_coverage(origin, kNothing);
     });
+    bool created =
+        emptied && in_transaction("create it", [&] {
+            spi::query("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgmesh')",
+                       {spi::text(slot)});
+        });
     if (!created) return false;
     checkpoints_.clear();
     return in_transaction("record what it holds", [&] {
         spi::query("UPDATE pgmesh.relay_coverage SET covered_after = '0/0'");
-        for (const auto &[origin, lsn] : applied_here()) record_coverage(origin, lsn, false);
+        for (const auto &[origin, lsn] : applied_here()) record_coverage(origin, lsn);
         pg::call([&] { ereport(LOG, (errmsg("pgmesh created relay slot \"%s\"", slot.c_str()))); });
     });
 }
@@ -113,7 +121,7 @@ void Keeper::move_to(uint64_t local_id, const Checkpoint &c) {
     // Coverage first: a crash in between leaves it claiming less than the
     // slot holds, never more.
     bool recorded = in_transaction("record what it holds", [&] {
-        for (const auto &[origin, lsn] : c.applied) record_coverage(origin, lsn, true);
+        for (const auto &[origin, lsn] : c.applied) record_coverage(origin, lsn);
     });
     // The slot is busy while a survivor takes forwarded transactions from
     // it (forward.cpp): then it stays, and we try again later.

@@ -389,6 +389,31 @@ TEST_F(LifecycleTest, ANodePartedWhileDownIsRefusedWhenItComesBack) {
     expect_error(1, "SELECT pgmesh.part_node('nobody')", "42704", "does not exist");
 }
 
+// The relay slot keeps WAL only until every member has what it holds: once
+// the group is in sync, each node's relay slot moves past what was written
+// before (relay.hpp: a checkpoint every 5 s, then every member asked).
+TEST_F(LifecycleTest, RelaySlotsMoveOnOnceEveryMemberHasWhatTheyHold) {
+    form(3);
+    for (int n = 1; n <= 3; n++) exec(n, "INSERT INTO t VALUES (" + std::to_string(n) + ", 'x')");
+    wait_for_sync(1);
+    wait_for_sync(2);
+    wait_for_sync(3);
+    for (int n = 1; n <= 3; n++) {
+        std::string written = query_value(n, "SELECT pg_current_wal_lsn()::text");
+        EXPECT_TRUE(wait_until([&] {
+            return query_value(n, "SELECT confirmed_flush_lsn >= '" + written +
+                                      "'::pg_lsn FROM pg_replication_slots WHERE slot_name LIKE "
+                                      "'pgmesh\\_relay\\_%'") == "t";
+        })) << "node"
+            << n << ": relay slot still before " << written;
+        EXPECT_EQ(query_value(n,
+                              "SELECT count(*) FROM pgmesh.relay_coverage WHERE covered_after > "
+                              "'0/0'"),
+                  "2")
+            << "node" << n;
+    }
+}
+
 // A dead node whose transactions reached the survivors in different
 // amounts: node1 got none of the last 41, node2 the first 20, node3 all.
 // part_node (run on node3, the one that got most) forwards what each lacks
