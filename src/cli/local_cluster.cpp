@@ -758,6 +758,11 @@ bool LocalCluster::is_running(int number) const {
     return postmaster_pid(number).has_value();
 }
 
+void LocalCluster::set_server_environment(int number, std::vector<std::string> variables) {
+    node(number);  // throws for an unknown node
+    server_environment_[number] = std::move(variables);
+}
+
 void LocalCluster::start(int number) {
     const NodeInfo &info = node(number);
     if (is_running(number)) return;
@@ -769,7 +774,12 @@ void LocalCluster::start(int number) {
                                            "--wait",
                                            "--timeout=" + std::string(kStartTimeoutSeconds),
                                            "--silent"};
-    CommandResult result = run_as_server_user(argv, info.node_dir);
+    const auto environment = server_environment_.find(number);
+    CommandResult result =
+        run_as_server_user(argv, info.node_dir,
+                           environment == server_environment_.end()
+                               ? std::span<const std::string>{}
+                               : std::span<const std::string>(environment->second));
     if (!result.ok()) {
         throw NodeError(number, info.name + ": the server did not start (pg_ctl exit " +
                                     std::to_string(result.exit_code) +

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -140,6 +141,12 @@ public:
     std::string dsn(int number) const { return dsn(number, db_name_); }
     std::string dsn(int number, std::string_view dbname) const;
 
+    // Variables ("NAME=value") that start() gives the node's server, which
+    // its backends and workers inherit: the fault harness points each node's
+    // PGSERVICEFILE at its own service file, so that every node reaches its
+    // peers through that node's own proxies. Kept in this object only.
+    void set_server_environment(int number, std::vector<std::string> variables);
+
     // Server control. start/stop are no-ops when already running/stopped.
     void start(int number);
     void stop(int number, StopMode mode = StopMode::kFast);
@@ -217,6 +224,7 @@ private:
     std::string db_name_;
     std::filesystem::path pg_bindir_;
     std::vector<NodeInfo> nodes_;
+    std::map<int, std::vector<std::string>> server_environment_;
     bool formed_ = false;
     Progress progress_;
 };

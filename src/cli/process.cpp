@@ -123,7 +123,8 @@ const ServerUser &server_user() {
 }
 
 CommandResult run_as_server_user(std::span<const std::string> argv,
-                                 const std::filesystem::path &cwd) {
+                                 const std::filesystem::path &cwd,
+                                 std::span<const std::string> extra_environment) {
     if (argv.empty()) throw std::invalid_argument("run_as_server_user: empty argv");
     const ServerUser &user = server_user();
     std::vector<gid_t> groups =
@@ -131,6 +132,7 @@ CommandResult run_as_server_user(std::span<const std::string> argv,
     std::vector<std::string> arguments(argv.begin(), argv.end());
     std::vector<char *> argument_pointers = pointers(arguments);
     std::vector<std::string> environment = child_environment();
+    environment.insert(environment.end(), extra_environment.begin(), extra_environment.end());
     std::vector<char *> environment_pointers = pointers(environment);
     std::string directory = cwd.string();
 

@@ -37,9 +37,11 @@ struct CommandResult {
 // Runs argv[0] (a full path) with argv, as the server user, in working
 // directory cwd, stdin from /dev/null, and waits for it. Variables that would
 // redirect PostgreSQL programs (PGDATA, PGPORT, PGHOST, ...) are removed from
-// its environment. Throws std::system_error when the process cannot be made.
+// its environment; extra_environment ("NAME=value" each) is added after that.
+// Throws std::system_error when the process cannot be made.
 CommandResult run_as_server_user(std::span<const std::string> argv,
-                                 const std::filesystem::path &cwd);
+                                 const std::filesystem::path &cwd,
+                                 std::span<const std::string> extra_environment = {});
 
 // "initdb -D /x ..." for messages, each argument through shell_quote.
 std::string describe_command(std::span<const std::string> argv);
