@@ -218,11 +218,16 @@ private:
         std::string peer_name = peer->name;
         peer_name_ = peer_name;
         fault::set_worker_peer(peer_name.c_str());
+        // pg_stat_activity.application_name tells the workers apart.
+        const std::string application_name =
+            (forward_ ? "pgmesh forward from " + source_name : "pgmesh apply from " + peer_name);
+        pg::call([&] { pgstat_report_appname(application_name.c_str()); });
         std::string slot_name = forward_ ? node::relay_slot_name(forward_->source_id)
                                          : node::slot_name(peer_id_, local_id);
         RepOriginId origin = origins::find_or_create(node::origin_name(peer_id_));
         pg::call([] { CommitTransactionCommand(); });
 
+        pg::call([] { fault::point("apply_connect"); });
         remote::Connection conn =
             remote::connect(source_dsn, true,
                             (forward_ ? "pgmesh forward " : "pgmesh apply ") +

@@ -24,7 +24,7 @@ constexpr std::string_view kPoints[] = {
     "join_copy_data",           "join_create_local_slots",
     "join_write_catalog",       "join_announce_ready",
     "apply_lock_message",       "apply_begin",
-    "forward_commit",
+    "forward_commit",           "apply_connect",
 };
 
 enum class Kind { kHold, kError, kSleep };

@@ -25,6 +25,8 @@
 //                        tables without a usable key through
 //
 // Points (fault::point()):
+//   apply_connect        apply worker: about to connect to the peer (held,
+//                        the worker neither streams nor holds write gates)
 //   apply_begin          apply worker: a remote transaction begun, nothing of
 //                        it applied yet (apply_begin@node1 holds node1's
 //                        stream on this node: tests choose arrival orders)
