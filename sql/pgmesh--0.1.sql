@@ -134,6 +134,24 @@ CREATE TABLE pgmesh.relay_coverage (
     origin_created_at pg_lsn
 );
 
+-- A remote node's write lock that this node granted and that has not ended
+-- here yet (docs/ddl.md, "The global lock"): shared memory forgets it when
+-- the server restarts, but this node must keep blocking writes to the
+-- tables until it has applied the holder's DDL, and must keep what it knew
+-- of the other nodes' grants. Written before the GRANT goes out, deleted
+-- when the lock ends here, read back at startup. Not replicated.
+CREATE TABLE pgmesh.granted_write_lock (
+    lock_id        bigint PRIMARY KEY,
+    holder_node_id bigint NOT NULL,
+    seq            integer NOT NULL,
+    priority       bigint NOT NULL,
+    holder_pid     integer NOT NULL,
+    all_tables     boolean NOT NULL,
+    relids         oid[] NOT NULL,
+    seen_grants    bigint[] NOT NULL DEFAULT '{}',
+    granted_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
 CREATE TABLE pgmesh.conflict_resolver (
     table_schema  text NOT NULL,
     table_name    text NOT NULL,
@@ -154,7 +172,7 @@ END $$;
 -- message is PostgreSQL's primary message plus where; key values, which
 -- PostgreSQL puts in the detail, are never stored.
 REVOKE ALL ON pgmesh.conflict_history, pgmesh.conflict_resolver, pgmesh.tombstone,
-    pgmesh.row_version FROM PUBLIC;
+    pgmesh.row_version, pgmesh.granted_write_lock FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgmesh.versions_for_copy() FROM PUBLIC;
 GRANT SELECT (id, recorded_at, local_node_id, remote_node_id, table_schema, table_name, relid,
               conflict_type, resolution, local_commit_time, remote_commit_time,

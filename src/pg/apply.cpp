@@ -137,7 +137,7 @@ void Applier::apply_ddl(const proto::Message &m) {
     }
     position_.change = "DDL";
     replayed_ddl_ = true;
-    ddl_lock::before_replay();
+    ddl_lock::before_replay(identity_.peer_node_id);
     pg::call([&] {
         Oid role = get_role_oid(ddl.role.c_str(), false);
         user_context::Saved saved =

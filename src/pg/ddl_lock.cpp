@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <climits>
+#include <optional>
+#include <sstream>
 #include <string>
 
 #include "group_key.hpp"
 #include "guard.hpp"
 #include "node_admin.hpp"
+#include "replicated.hpp"
 #include "settings.hpp"
 #include "shmem.hpp"
+#include "spi.hpp"
 #include "xact_end.hpp"
 
 namespace pgmesh::ddl_lock {
@@ -110,6 +114,103 @@ mesh::LockMessage request_of(uint64_t self, const Slot &s) {
     for (int i = 0; i < s.request_count; ++i)
         m.tables.emplace_back(NameStr(s.request_schema[i]), NameStr(s.request_table[i]));
     return m;
+}
+
+// ---------------------------------------------------------------------------
+// The granted write lock on disk (pgmesh.granted_write_lock)
+//
+// Shared memory forgets a granted write lock when the server restarts, but
+// this node promised not to write to the tables until it has applied the
+// holder's DDL, and it must still know which other nodes' GRANTs it applied
+// (those will not come again). So the row is written before the GRANT goes
+// out, its seen grants kept up to date, and it is deleted in the transaction
+// that acts on the lock's end, before anything later from the holder is
+// applied. At startup the manager puts it back into shared memory.
+
+template <typename F>
+void in_transaction(F &&f) {
+    const bool own = !pg::call([] { return IsTransactionState(); });
+    if (!own) {
+        f();
+        return;
+    }
+    pg::call([] {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+    });
+    try {
+        f();
+    } catch (...) {
+        pg::call([] { AbortCurrentTransaction(); });
+        throw;
+    }
+    pg::call([] { CommitTransactionCommand(); });
+}
+
+std::string array_text(const std::vector<uint64_t> &values, bool as_signed) {
+    std::string out = "{";
+    for (size_t i = 0; i < values.size(); ++i) {
+        out += i ? "," : "";
+        out +=
+            as_signed ? std::to_string(static_cast<int64_t>(values[i])) : std::to_string(values[i]);
+    }
+    return out + "}";
+}
+
+std::vector<uint64_t> seen_grants_of(const glock::State &state) {
+    return {state.seen_grants.ids, state.seen_grants.ids + state.seen_grants.count};
+}
+
+// Adds `seen` to the recorded grants of lock_id (a no-op without its row).
+void record_seen_grants(uint64_t lock_id, const std::vector<uint64_t> &seen) {
+    if (seen.empty()) return;
+    in_transaction([&] {
+        spi::query(
+            "UPDATE pgmesh.granted_write_lock SET seen_grants = ARRAY(SELECT DISTINCT g FROM "
+            "unnest(seen_grants || $2::bigint[]) g) WHERE lock_id = $1",
+            {spi::int8(static_cast<int64_t>(lock_id)), spi::text(array_text(seen, true))});
+    });
+}
+
+void persist_grant(const glock::Lock &lock, bool all, const std::vector<Oid> &relids,
+                   const std::vector<uint64_t> &seen) {
+    std::vector<uint64_t> oids(relids.begin(), relids.end());
+    in_transaction([&] {
+        spi::query(
+            "INSERT INTO pgmesh.granted_write_lock (lock_id, holder_node_id, seq, priority, "
+            "holder_pid, all_tables, relids, seen_grants) "
+            "VALUES ($1, $2, $3::integer, $4, $5::integer, $6::boolean, $7::oid[], $8::bigint[]) "
+            "ON CONFLICT (lock_id) DO UPDATE SET seq = excluded.seq, "
+            "all_tables = excluded.all_tables, relids = excluded.relids",
+            {spi::int8(static_cast<int64_t>(lock.lock_id)),
+             spi::int8(static_cast<int64_t>(lock.holder)), spi::text(std::to_string(lock.seq)),
+             spi::int8(lock.priority), spi::text(std::to_string(lock.holder_pid)),
+             spi::text(all ? "true" : "false"), spi::text(array_text(oids, false)),
+             spi::text(array_text(seen, true))});
+    });
+}
+
+void forget_grant(uint64_t lock_id) {
+    in_transaction([&] {
+        spi::query("DELETE FROM pgmesh.granted_write_lock WHERE lock_id = $1",
+                   {spi::int8(static_cast<int64_t>(lock_id))});
+    });
+}
+
+// The write lock granted here, if any (phase kGranted, write strength).
+std::optional<uint64_t> granted_write_lock(const Slot &s) {
+    if (s.state.phase == glock::Phase::kGranted &&
+        s.state.current.strength == mesh::Strength::kWrite)
+        return s.state.current.lock_id;
+    return std::nullopt;
+}
+
+// "1 2 3" (array_to_string(a, ' ')) as numbers.
+std::vector<uint64_t> split_numbers(const std::string &text) {
+    std::vector<uint64_t> values;
+    std::istringstream in(text);
+    for (long long value; in >> value;) values.push_back(static_cast<uint64_t>(value));
+    return values;
 }
 
 std::vector<uint64_t> ready_peers(const catalog::Nodes &nodes) {
@@ -272,17 +373,41 @@ bool replay_under_way(Oid relid) {
     pg_unreachable();
 }
 
-// Takes the write gate of `gate` in the writers' shared mode. Plain C.
-void pass_gate(Oid gate) {
-    LOCKTAG tag;
-    set_gate_tag(tag, gate);
-    if (LockAcquire(&tag, RowExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL) return;
-    // Closed. The name is read now: no catalog access once the wait failed.
-    NameData table{};
-    if (const char *name = OidIsValid(gate) ? get_rel_name(gate) : nullptr)
-        namestrcpy(&table, name);
-    if (replay_under_way(gate)) raise_in_the_way(table);
-    // Wait; before_replay() cancels the wait if the DDL comes meanwhile.
+// Whether a remote write lock granted here closes `gate` (InvalidOid: the
+// gate of every table), whoever holds the gate's lock now. Plain C.
+bool gate_closed(Oid gate) {
+    bool closed = false;
+    LWLockAcquire(shmem::state().lock, LW_SHARED);
+    if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false)) {
+        const Slot &s = d->lock;
+        if (granted_write_lock(s)) {
+            const bool all = s.block_lock_id != s.state.current.lock_id || s.block_all;
+            closed = all ? gate == InvalidOid
+                         : OidIsValid(gate) &&
+                               std::find(s.block_relids, s.block_relids + s.block_count, gate) !=
+                                   s.block_relids + s.block_count;
+        }
+    }
+    LWLockRelease(shmem::state().lock);
+    return closed;
+}
+
+// Sleeps one poll interval of a writer held back without a lock wait,
+// honouring lock_timeout from `since` like a lock wait would. Plain C.
+void wait_like_a_lock(TimestampTz since) {
+    if (LockTimeout > 0 && TimestampDifferenceExceeds(since, GetCurrentTimestamp(), LockTimeout))
+        ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                        errmsg("canceling statement due to lock timeout"),
+                        errdetail("Another node holds the global write lock.")));
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kPollMs,
+                    PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+}
+
+// Waits for the gate's lock; before_replay() cancels the wait if the DDL
+// comes meanwhile. Plain C.
+void wait_at_gate(LOCKTAG &tag, Oid gate, const NameData &table) {
     MemoryContext context = CurrentMemoryContext;
     PG_TRY();
     { (void)LockAcquire(&tag, RowExclusiveLock, false, false); }
@@ -298,6 +423,45 @@ void pass_gate(Oid gate) {
         raise_in_the_way(table);
     }
     PG_END_TRY();
+}
+
+// Takes the write gate of `gate` in the writers' shared mode. Plain C.
+//
+// The holder's apply worker normally holds a closed gate, and writers wait
+// for it in a lock wait. But that worker comes and goes (a lost connection,
+// a restart) while the lock stays granted; so a writer that got through
+// looks again whether the gate is closed and, if so, lets go and waits here
+// until the lock ends or the worker holds the gate again.
+void pass_gate(Oid gate) {
+    LOCKTAG tag;
+    set_gate_tag(tag, gate);
+    NameData table{};
+    bool named = false;
+    auto name_table = [&] {
+        // Read before any wait: no catalog access once a wait failed.
+        if (named) return;
+        named = true;
+        if (const char *name = OidIsValid(gate) ? get_rel_name(gate) : nullptr)
+            namestrcpy(&table, name);
+    };
+    TimestampTz since = 0;
+    for (;;) {
+        LockAcquireResult got = LockAcquire(&tag, RowExclusiveLock, false, true);
+        // This transaction passed before (a writer in flight when the lock
+        // was granted): the grant waits for it, so it must go on.
+        if (got == LOCKACQUIRE_ALREADY_HELD || got == LOCKACQUIRE_ALREADY_CLEAR) return;
+        if (got == LOCKACQUIRE_NOT_AVAIL) {
+            name_table();
+            if (replay_under_way(gate)) raise_in_the_way(table);
+            wait_at_gate(tag, gate, table);
+        }
+        if (!gate_closed(gate)) return;
+        LockRelease(&tag, RowExclusiveLock, false);
+        name_table();
+        if (replay_under_way(gate)) raise_in_the_way(table);
+        if (since == 0) since = GetCurrentTimestamp();
+        wait_like_a_lock(since);
+    }
 }
 
 // At the end of the transaction that replayed the holder's DDL: a gate is
@@ -337,6 +501,9 @@ bool grant(uint64_t self, const glock::Lock &lock, const mesh::Mac &mac) {
     bool current = false;
     bool blocked = false;
     glock::Lock now{};
+    bool all = false;
+    std::vector<Oid> relids;
+    std::vector<uint64_t> seen;
     LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
     {
         Slot &s = slot();
@@ -345,12 +512,25 @@ bool grant(uint64_t self, const glock::Lock &lock, const mesh::Mac &mac) {
         now = s.state.current;
         blocked = now.strength != mesh::Strength::kWrite ||
                   (s.gates_lock_id == now.lock_id && s.gates_seq == now.seq);
+        all = s.block_lock_id != now.lock_id || s.block_all;
+        if (!all) relids.assign(s.block_relids, s.block_relids + s.block_count);
+        seen = seen_grants_of(s.state);
     }
     LWLockRelease(shmem::state().lock);
     if (!current) return true;  // released meanwhile: nothing to grant
     if (!blocked) {
         pg::call([] { shmem::wake_database(MyDatabaseId); });
         return false;
+    }
+    if (now.strength == mesh::Strength::kWrite) {
+        // On disk before the GRANT can be seen (the GRANT's flush covers
+        // this commit): a restart must not forget what it promised.
+        persist_grant(now, all, relids, seen);
+        // Grants an apply worker noted meanwhile, before the row existed.
+        LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+        seen = seen_grants_of(slot().state);
+        LWLockRelease(shmem::state().lock);
+        record_seen_grants(now.lock_id, seen);
     }
     send(message_of(mesh::LockKind::kGrant, self, now), mac);
     return true;
@@ -497,6 +677,9 @@ bool held() {
 void block_writes_to(Oid relid) {
     if (replorigin_session_origin != InvalidRepOriginId) return;
     if (get_rel_persistence(relid) != RELPERSISTENCE_PERMANENT) return;
+    // pgmesh writes its own catalogs while it grants a lock (and they do
+    // not replicate): no gate for them.
+    if (replicated::is_local_catalog(get_rel_namespace(relid), get_rel_name(relid))) return;
     pass_gate(InvalidOid);
     pass_gate(relid);
     if (get_rel_relispartition(relid)) {
@@ -505,7 +688,17 @@ void block_writes_to(Oid relid) {
     }
 }
 
-void before_replay() {
+void before_replay(uint64_t peer) {
+    bool granted_to_peer = false;
+    LWLockAcquire(shmem::state().lock, LW_SHARED);
+    if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false))
+        granted_to_peer = granted_write_lock(d->lock) && d->lock.state.current.holder == peer;
+    LWLockRelease(shmem::state().lock);
+    if (!granted_to_peer) return;
+    // A worker that started since the grant (after a lost connection or a
+    // restart) may not hold the gates yet: writers then wait without a
+    // lock wait, and must learn of the replay too.
+    apply_worker_tick(peer);
     if (gates.lock_id == 0 || gates.relids.empty()) return;
     // From now until this transaction ends, writers that reach a closed gate
     // fail at once (pass_gate()); the ones already waiting are canceled.
@@ -578,10 +771,16 @@ void on_message(uint64_t self, uint64_t peer, const mesh::Mac &mac, const proto:
     }
     TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
     glock::Actions actions;
+    std::optional<uint64_t> granted_before;
+    std::optional<uint64_t> granted_after;
+    std::vector<uint64_t> seen_after;
     LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
     {
         Slot &s = slot();
+        granted_before = granted_write_lock(s);
         glock::Machine(s.state, self).on_message(m, now, actions);
+        granted_after = granted_write_lock(s);
+        seen_after = seen_grants_of(s.state);
         if (m.kind == mesh::LockKind::kRequest && m.strength == mesh::Strength::kWrite &&
             s.state.phase == glock::Phase::kGranted && s.state.current.lock_id == m.lock_id) {
             if (s.block_lock_id != m.lock_id) {
@@ -600,6 +799,11 @@ void on_message(uint64_t self, uint64_t peer, const mesh::Mac &mac, const proto:
         queue(s, actions, false);
     }
     LWLockRelease(shmem::state().lock);
+    // On disk before anything later from this peer is applied: a restart
+    // then finds the lock as this stream left it.
+    if (granted_before && granted_before != granted_after) forget_grant(*granted_before);
+    if (m.kind == mesh::LockKind::kGrant && granted_after && *granted_after == m.lock_id)
+        record_seen_grants(*granted_after, seen_after);
     if (!actions.empty()) pg::call([] { wake_manager(); });
     for (const glock::Action &a : actions)
         if (a.kind == glock::Action::kSendRelease)
@@ -637,16 +841,21 @@ void manager_round(uint64_t self, const catalog::Nodes &nodes) {
         slot().reset_sent = true;
         LWLockRelease(shmem::state().lock);
     }
+    std::optional<uint64_t> granted_before;
+    std::optional<uint64_t> granted_after;
     LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
     {
         Slot &s = slot();
         glock::Actions actions;
         glock::Machine machine(s.state, self);
+        granted_before = granted_write_lock(s);
         for (const catalog::Node &n : nodes.all)
             if (n.state == node::State::kParted) machine.on_parted(n.id, 0, actions);
+        granted_after = granted_write_lock(s);
         queue(s, actions, false);
     }
     LWLockRelease(shmem::state().lock);
+    if (granted_before && granted_before != granted_after) forget_grant(*granted_before);
 
     // A committed write lock: RELEASE once every peer applied the DDL.
     uint64_t release_after = 0;
@@ -774,6 +983,81 @@ void apply_worker_tick(uint64_t peer) {
     }
     LWLockRelease(shmem::state().lock);
     pg::call([] { wake_manager(); });
+}
+
+void restore_after_start() {
+    bool restored = false;
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    restored = slot().restored;
+    LWLockRelease(shmem::state().lock);
+    if (restored) return;
+    spi::Rows rows;
+    in_transaction([&] {
+        rows = spi::query(
+            "SELECT lock_id, holder_node_id, seq, priority, holder_pid, all_tables, "
+            "array_to_string(relids, ' '), array_to_string(seen_grants, ' ') "
+            "FROM pgmesh.granted_write_lock ORDER BY granted_at DESC");
+        // Only the newest can be current (one lock at a time): an older
+        // row is of a lock whose end was acted on before the crash.
+        if (rows.size() > 1)
+            spi::query("DELETE FROM pgmesh.granted_write_lock WHERE lock_id <> $1",
+                       {spi::int8(std::stoll(*rows[0][0]))});
+    });
+    const TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
+    LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
+    Slot &s = slot();
+    if (!s.restored && !rows.empty()) {
+        const spi::Row &r = rows[0];
+        const glock::Lock lock{static_cast<uint64_t>(std::stoll(*r[1])),
+                               static_cast<uint64_t>(std::stoll(*r[0])),
+                               static_cast<uint32_t>(std::stoul(*r[2])),
+                               mesh::Strength::kWrite,
+                               std::stoll(*r[3]),
+                               static_cast<int32_t>(std::stol(*r[4]))};
+        s.state.phase = glock::Phase::kGranted;
+        s.state.current = lock;
+        s.state.since = now;
+        s.state.acquired = false;
+        s.state.seen_grants.clear();
+        for (uint64_t id : split_numbers(r[7].value_or(""))) s.state.seen_grants.add(id);
+        const std::vector<uint64_t> relids = split_numbers(r[6].value_or(""));
+        s.block_lock_id = lock.lock_id;
+        s.block_all = *r[5] == "t" || relids.size() > static_cast<size_t>(kMaxTables);
+        s.block_count = 0;
+        if (!s.block_all)
+            for (uint64_t relid : relids) s.block_relids[s.block_count++] = static_cast<Oid>(relid);
+    }
+    s.restored = true;
+    LWLockRelease(shmem::state().lock);
+}
+
+bool wait_until_restored() {
+    bool restored = false;
+    LWLockAcquire(shmem::state().lock, LW_SHARED);
+    if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false))
+        restored = d->lock.restored;
+    LWLockRelease(shmem::state().lock);
+    if (restored) return false;
+    // Not a node, or its manager has not started since the server did.
+    Oid schema = get_namespace_oid("pgmesh", true);
+    Oid relid = OidIsValid(schema) ? get_relname_relid("granted_write_lock", schema) : InvalidOid;
+    if (!OidIsValid(relid)) return false;
+    Relation rel = table_open(relid, AccessShareLock);
+    TableScanDesc scan = table_beginscan(
+        rel, ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(), 0, nullptr);
+    const bool granted = heap_getnext(scan, ForwardScanDirection) != nullptr;
+    table_endscan(scan);
+    table_close(rel, AccessShareLock);
+    if (!granted) return false;
+    const TimestampTz since = GetCurrentTimestamp();
+    for (;;) {
+        LWLockAcquire(shmem::state().lock, LW_SHARED);
+        shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false);
+        restored = d && d->lock.restored && d->is_node;
+        LWLockRelease(shmem::state().lock);
+        if (restored) return true;
+        wait_like_a_lock(since);
+    }
 }
 
 long manager_naptime(long idle_ms) {

@@ -63,6 +63,8 @@ struct Slot {
     // kReleasing: RELEASE goes out once every peer applied this LSN.
     uint64_t release_after_lsn;
     bool reset_sent;  // RESET goes out once per server start
+    // The manager put pgmesh.granted_write_lock back (once per server start).
+    bool restored;
     int out_count;
     OutItem out[kOutboxSize];
 };
@@ -99,8 +101,9 @@ void block_writes_to(Oid relid);
 // until the deadlock detector canceled one of them, after deadlock_timeout,
 // possibly this worker. The writers get 40P01 and a hint to retry at once
 // instead, and so do writers that reach a gate until the transaction ends.
-// Needs an open transaction.
-void before_replay();
+// Needs an open transaction. Takes the write blocks first if this worker
+// does not hold them yet for a lock granted to `peer`.
+void before_replay(uint64_t peer);
 
 // Apply worker: a lock message from `peer`'s stream.
 void on_message(uint64_t self, uint64_t peer, const mesh::Mac &mac, const proto::Message &m);
@@ -110,6 +113,20 @@ void on_message(uint64_t self, uint64_t peer, const mesh::Mac &mac, const proto:
 // which local writers take in a shared mode), taking them when asked and
 // letting go when the lock ends. Cheap when there is nothing to do.
 void apply_worker_tick(uint64_t peer);
+
+// Manager, once per server start before the node counts as one
+// (shmem is_node) and before any apply worker starts: puts the write lock
+// this node had granted and not yet seen end (pgmesh.granted_write_lock)
+// back into shared memory, so that its writers stay blocked until the
+// holder's DDL is applied here. Needs no open transaction.
+void restore_after_start();
+
+// Backend, before it writes, while the database does not count as a node
+// yet (the server just started): if this node had granted a write lock
+// (a row in pgmesh.granted_write_lock), waits until the manager has put it
+// back, then returns true (the caller checks the gates). False at once
+// otherwise. Plain C (inside pg::call).
+bool wait_until_restored();
 
 // Manager: one round of sending. Needs no open transaction.
 void manager_round(uint64_t self, const catalog::Nodes &nodes);

@@ -119,7 +119,7 @@ void wait_for_write_locks(QueryDesc *query) {
     const PlannedStmt *stmt = query->plannedstmt;
     if (!stmt || stmt->resultRelations == NIL) return;
     if (replorigin_session_origin != InvalidRepOriginId) return;
-    if (!shmem::is_node(MyDatabaseId)) return;
+    if (!shmem::is_node(MyDatabaseId) && !ddl_lock::wait_until_restored()) return;
     ListCell *lc;
     foreach (lc, stmt->resultRelations) {
         RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);

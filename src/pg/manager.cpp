@@ -231,6 +231,9 @@ void manager_main(Oid dboid) {
                 if (l.handle) pg::call([&] { TerminateBackgroundWorker(l.handle); });
             return;
         }
+        // Before writers see a node: a write lock granted before a restart
+        // still holds them back.
+        ddl_lock::restore_after_start();
         pg::call([&] {
             LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
             if (shmem::DatabaseSlot *d = shmem::database_slot(dboid, true)) {

@@ -2,14 +2,17 @@
 
 namespace pgmesh::replicated {
 
+bool is_local_catalog(Oid namespace_oid, const char *name) {
+    Oid pgmesh_ns = get_namespace_oid("pgmesh", true);
+    if (!OidIsValid(pgmesh_ns) || namespace_oid != pgmesh_ns || name == nullptr) return false;
+    return strcmp(name, "node") != 0 && strcmp(name, "conflict_resolver") != 0;
+}
+
 bool is_replicated(Relation rel) {
     if (rel->rd_rel->relkind != RELKIND_RELATION ||
         rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT || IsCatalogRelation(rel))
         return false;
-    Oid pgmesh_ns = get_namespace_oid("pgmesh", true);
-    if (RelationGetNamespace(rel) != pgmesh_ns) return true;
-    const char *name = RelationGetRelationName(rel);
-    return strcmp(name, "node") == 0 || strcmp(name, "conflict_resolver") == 0;
+    return !is_local_catalog(RelationGetNamespace(rel), RelationGetRelationName(rel));
 }
 
 Oid key_index(Relation rel) {

@@ -432,5 +432,116 @@ TEST_F(DdlLockTest, StatusShowsAWorkerHeldUpByTheLock) {
     disarm_workers(2);
 }
 
+// A writer that retries after 40P01 (the replayed DDL needed its table), as
+// ORMs do; returns its last error, "" when its row went in.
+std::string insert_retrying(pq::Connection &c, const std::string &sql) {
+    for (int attempt = 0; attempt < 5; attempt++) {
+        try {
+            c.exec(sql);
+            return "";
+        } catch (const pq::Error &e) {
+            if (e.sqlstate() != "40P01") return e.sqlstate() + " " + e.what();
+        }
+    }
+    return "still 40P01 after 5 tries";
+}
+
+// The holder's apply worker on node2 holds node2's write gates. When that
+// worker goes (here terminated, as after a lost connection; its successor
+// held at apply_connect), the lock node2 granted still stands: a writer on
+// node2 waits (lock_timeout applies) instead of writing a row of the old
+// shape, which node1 could no longer apply after its DROP COLUMN. Found by
+// the fault harness (tests/faults, seed 7, 5 nodes).
+TEST_F(DdlLockTest, AGrantedWriteLockHoldsWritersBackWhileTheHoldersWorkerIsAway) {
+    pq::Connection c1 = connect(1);
+    ddl(c1, "CREATE TABLE shaped (id int PRIMARY KEY, c int)");
+    wait_for_sync_all();
+    pq::Connection fault = connect(2);
+    fault.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault apply_connect'))");
+    exec(2, "ALTER DATABASE pgmesh SET pgmesh.fault_points = 'apply_connect@node1'");
+
+    pq::Connection holder = hold(1, "ALTER TABLE shaped DROP COLUMN c");
+    ASSERT_TRUE(wait_until([&] { return lock_rows(2) == "node1|write|granted|"; }, 10s))
+        << lock_rows(2);
+    exec(2,
+         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+         "WHERE application_name = 'pgmesh apply from node1'");
+    ASSERT_TRUE(wait_until([&] { return advisory_waiters(2) == 1; }, 20s))
+        << "the new worker did not stop at apply_connect";
+
+    pq::Connection writer = connect(2);
+    writer.exec("SET lock_timeout = '1s'");
+    expect_error(writer, "INSERT INTO shaped VALUES (1, 1)", "55P03", "lock timeout");
+    std::string waited_error = "not done";
+    std::thread waiting([&] {
+        pq::Connection w = connect(2);
+        waited_error = insert_retrying(w, "INSERT INTO shaped (id) VALUES (2)");
+    });
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(waited_error, "not done");
+    holder.exec("COMMIT");
+    fault.exec("SELECT pg_advisory_unlock_all()");
+    waiting.join();
+    EXPECT_EQ(waited_error, "");
+    exec(2, "ALTER DATABASE pgmesh RESET pgmesh.fault_points");
+    wait_for_sync_all();
+    ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 20s));
+    for (int n = 1; n <= node_count(); n++) {
+        EXPECT_EQ(query_value(n, "SELECT string_agg(id::text, ',') FROM shaped"), "2")
+            << "node" << n;
+        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.granted_write_lock"), "0")
+            << "node" << n;
+    }
+    expect_no_apply_errors();
+}
+
+// A server restart forgets shared memory, but not a write lock the node
+// granted (pgmesh.granted_write_lock). node2 stops after granting node1's
+// lock and applying a later transaction of node1's (so its stream resumes
+// past the lock's REQUEST, which does not come again); node1 commits its
+// DROP COLUMN meanwhile. When node2 is back, its worker from node1 takes 10 s
+// before it applies the DROP (fault point apply_begin@node1=sleep:10000);
+// until then node2's writers wait instead of writing rows of the old shape.
+// Found by the fault harness (a group restart during a DROP COLUMN).
+TEST_F(DdlLockTest, AGrantedWriteLockHoldsWritersBackAfterARestart) {
+    pq::Connection c1 = connect(1);
+    ddl(c1, "CREATE TABLE shaped (id int PRIMARY KEY, c int)");
+    ddl(c1, "CREATE TABLE other (id int PRIMARY KEY)");
+    wait_for_sync_all();
+    exec(2, "ALTER DATABASE pgmesh SET pgmesh.fault_points = 'apply_begin@node1=sleep:10000'");
+    pq::Connection holder = hold(1, "ALTER TABLE shaped DROP COLUMN c");
+    ASSERT_TRUE(wait_until([&] { return lock_rows(2) == "node1|write|granted|"; }, 10s))
+        << lock_rows(2);
+    EXPECT_EQ(query_value(2, "SELECT count(*) FROM pgmesh.granted_write_lock"), "1");
+    exec(1, "INSERT INTO other VALUES (1)");
+    ASSERT_TRUE(
+        wait_until([&] { return query_value(2, "SELECT count(*) FROM other") == "1"; }, 20s));
+    stop(2);
+    holder.exec("COMMIT");
+    start(2);
+
+    pq::Connection writer = connect(2);
+    writer.exec("SET lock_timeout = '1s'");
+    expect_error(writer, "INSERT INTO shaped VALUES (1, 1)", "55P03", "lock timeout");
+    EXPECT_EQ(lock_rows(2), "node1|write|granted|");
+    std::string waited_error = "not done";
+    std::thread waiting([&] {
+        pq::Connection w = connect(2);
+        waited_error = insert_retrying(w, "INSERT INTO shaped (id) VALUES (2)");
+    });
+    waiting.join();
+    EXPECT_EQ(waited_error, "");
+    disarm_workers(2);
+    wait_for_sync_all();
+    ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 20s));
+    for (int n = 1; n <= node_count(); n++) {
+        EXPECT_EQ(query_value(n, "SELECT string_agg(id::text, ',') FROM shaped"), "2")
+            << "node" << n;
+        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.granted_write_lock"), "0")
+            << "node" << n;
+    }
+    expect_no_apply_errors();
+}
+
 }  // namespace
 }  // namespace pgmesh::test
