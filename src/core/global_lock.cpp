@@ -164,9 +164,9 @@ void Machine::dequeue(uint64_t holder, uint64_t lock_id) {
     }
 }
 
-bool Machine::forget(uint64_t node, int64_t now, Actions &out) {
+bool Machine::forget(uint64_t node, bool drop_early_grants, int64_t now, Actions &out) {
     dequeue(node, 0);
-    for (int i = 0; i < s_.early_count;) {
+    for (int i = 0; drop_early_grants && i < s_.early_count;) {
         if (s_.early[i].holder == node || s_.early[i].sender == node)
             s_.early[i] = s_.early[--s_.early_count];
         else
@@ -178,7 +178,15 @@ bool Machine::forget(uint64_t node, int64_t now, Actions &out) {
 }
 
 void Machine::on_reset(uint64_t node, int64_t now, Actions &out) {
-    if (forget(node, now, out)) return;
+    // Early grants stay. Those for the restarted node's new lock reach this
+    // node through other nodes' streams, possibly before its RESET does
+    // (its REQUEST comes after the RESET in its own stream); dropped, they
+    // would never come again and this node would wait for them forever
+    // after ACQUIRED. Those for its old locks match nothing (lock ids are
+    // never reused) and go with its next REQUEST (drop_early_except). And a
+    // write lock that the restarted node granted it keeps granting across
+    // the restart (the granter keeps it on disk).
+    if (forget(node, false, now, out)) return;
     if (s_.current.holder == self_ &&
         (s_.phase == Phase::kRequesting || s_.phase == Phase::kHeld)) {
         // The node forgot its grant (and any write block) when it restarted:
@@ -196,7 +204,7 @@ void Machine::on_reset(uint64_t node, int64_t now, Actions &out) {
 }
 
 void Machine::on_parted(uint64_t node, int64_t now, Actions &out) {
-    (void)forget(node, now, out);
+    (void)forget(node, true, now, out);
 }
 
 void Machine::on_message(const mesh::LockMessage &m, int64_t now, Actions &out) {

@@ -129,9 +129,9 @@ private:
     // Forgets the grants, seen grants and ACQUIRED of the previous round.
     void clear_answers();
     void on_reset(uint64_t node, int64_t now, Actions &out);
-    // Drops what `node` asked for or granted early, and the lock it holds
-    // here (true then).
-    bool forget(uint64_t node, int64_t now, Actions &out);
+    // Drops what `node` asked for (and, if drop_early_grants, the early
+    // grants by it or for its locks), and the lock it holds here (true then).
+    bool forget(uint64_t node, bool drop_early_grants, int64_t now, Actions &out);
     // Moves the early GRANTs of current (its seq) into seen_grants.
     void take_early_grants();
     void drop_early(uint64_t holder, uint64_t lock_id);

@@ -316,6 +316,13 @@ View look(uint64_t self, const std::vector<uint64_t> &peers, uint64_t lock_id) {
             "Check that the node is up and connected (pgmesh.status), part it with "
             "pgmesh.part_node() if it is gone for good, or retry.");
     }
+    if (v.holder == 0)
+        throw pg::Error(ERRCODE_LOCK_NOT_AVAILABLE,
+                        "could not acquire the global DDL lock within pgmesh.ddl_lock_timeout (" +
+                            std::to_string(settings::ddl_lock_timeout) + " ms)",
+                        "This server restarted, and not every peer has applied what this node "
+                        "committed before that yet.",
+                        "Check that every node is up and connected (pgmesh.status), or retry.");
     throw pg::Error(ERRCODE_LOCK_NOT_AVAILABLE,
                     "could not acquire the global DDL lock within pgmesh.ddl_lock_timeout (" +
                         std::to_string(settings::ddl_lock_timeout) + " ms)",
@@ -821,6 +828,14 @@ bool worker_waiting(uint64_t peer) {
     return w && w->waiting_for_lock;
 }
 
+// Whether every peer's slot here has confirmed `lsn` (applied everything
+// this node wrote before it).
+bool every_peer_applied(uint64_t self, const std::vector<uint64_t> &peers, uint64_t lsn) {
+    return std::all_of(peers.begin(), peers.end(), [&](uint64_t peer) {
+        return node_admin::local_slot(node::slot_name(self, peer)).confirmed_flush >= lsn;
+    });
+}
+
 void manager_round(uint64_t self, const catalog::Nodes &nodes) {
     pg::call([] { StartTransactionCommand(); });
     mesh::Mac mac = group_key::mac();
@@ -829,11 +844,18 @@ void manager_round(uint64_t self, const catalog::Nodes &nodes) {
 
     // Once per server start, before any request of ours: whatever this node
     // held or asked for before is void, and peers that granted it let go.
+    // But not before every peer has applied what this node committed before
+    // it restarted: a write lock's DDL may be among it, and a peer that lets
+    // go of the lock lets its writers write under the new shape, which a
+    // node still without the DDL could not apply.
     bool reset_sent = false;
+    uint64_t reset_after = 0;
     LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
     reset_sent = slot().reset_sent;
+    if (slot().reset_after_lsn == 0) slot().reset_after_lsn = GetXLogInsertRecPtr();
+    reset_after = slot().reset_after_lsn;
     LWLockRelease(shmem::state().lock);
-    if (!reset_sent) {
+    if (!reset_sent && every_peer_applied(self, peers, reset_after)) {
         send(message_of(mesh::LockKind::kReset, self,
                         glock::Lock{self, 0, 0, mesh::Strength::kDdl, 0, 0}),
              mac);
@@ -862,10 +884,7 @@ void manager_round(uint64_t self, const catalog::Nodes &nodes) {
     LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
     if (slot().state.phase == glock::Phase::kReleasing) release_after = slot().release_after_lsn;
     LWLockRelease(shmem::state().lock);
-    if (release_after != 0 && std::all_of(peers.begin(), peers.end(), [&](uint64_t peer) {
-            return node_admin::local_slot(node::slot_name(self, peer)).confirmed_flush >=
-                   release_after;
-        })) {
+    if (release_after != 0 && every_peer_applied(self, peers, release_after)) {
         TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
         LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
         glock::Actions actions;

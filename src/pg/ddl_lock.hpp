@@ -62,7 +62,8 @@ struct Slot {
     bool replaying_ddl;
     // kReleasing: RELEASE goes out once every peer applied this LSN.
     uint64_t release_after_lsn;
-    bool reset_sent;  // RESET goes out once per server start
+    bool reset_sent;           // RESET goes out once per server start,
+    uint64_t reset_after_lsn;  // once every peer confirmed this (WAL end at start)
     // The manager put pgmesh.granted_write_lock back (once per server start).
     bool restored;
     int out_count;

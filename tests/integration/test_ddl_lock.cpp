@@ -543,5 +543,96 @@ TEST_F(DdlLockTest, AGrantedWriteLockHoldsWritersBackAfterARestart) {
     expect_no_apply_errors();
 }
 
+// node2 restarts and takes a write lock while node1 still holds node2's
+// lock messages (fault point apply_lock_message@node2): node3's GRANT reaches
+// node1 before node2's RESET and REQUEST do. The RESET must not drop that
+// early GRANT, or node1 waits forever after ACQUIRED for a GRANT that never
+// comes again (its worker from node2 stuck, the lock never released). Found
+// by the fault harness (5 nodes, seed 7, after a kill -9 of a server).
+TEST_F(DdlLockTest, AnEarlyGrantSurvivesTheRestartedHoldersReset) {
+    pq::Connection c1 = connect(1);
+    ddl(c1, "CREATE TABLE grown (id int PRIMARY KEY)");
+    // A commit of node2's after its GRANT of that lock: node1's stream from
+    // node2 resumes past it, so the first lock message it holds is the RESET.
+    exec(2, "INSERT INTO grown VALUES (1)");
+    wait_for_sync_all();
+    pq::Connection fault = connect(1);
+    fault.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault apply_lock_message'))");
+    arm_workers(1, "apply_lock_message@node2");
+    restart(2);  // its RESET waits at node1's fault point
+
+    std::string holder_error = "not done";
+    std::thread holder([&] {
+        try {
+            pq::Connection c2 = connect(2);
+            ddl(c2, "ALTER TABLE grown ADD COLUMN note text");
+            holder_error = "";
+        } catch (const std::exception &e) {
+            holder_error = e.what();
+        }
+    });
+    ASSERT_TRUE(wait_until([&] { return lock_rows(3) == "node2|write|granted|"; }, 20s))
+        << lock_rows(3);
+    // node3's GRANT is in node3's stream, which node1 applies meanwhile.
+    wait_for_sync(3);
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.global_lock"), "0");
+    fault.exec("SELECT pg_advisory_unlock_all()");
+    holder.join();
+    EXPECT_EQ(holder_error, "");
+    ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 30s))
+        << "node1: " << lock_rows(1) << " node2: " << lock_rows(2) << " node3: " << lock_rows(3);
+    disarm_workers(1);
+    wait_for_sync_all();
+    for (int n = 1; n <= node_count(); n++)
+        EXPECT_EQ(query_value(n,
+                              "SELECT count(*) FROM pg_attribute WHERE attrelid = "
+                              "'grown'::regclass AND attname = 'note'"),
+                  "1")
+            << "node" << n;
+    expect_no_apply_errors();
+}
+
+// node1 commits a write-lock ADD COLUMN and restarts before node3 has
+// applied it (node3's worker from node1 held at apply_begin@node1). node1's
+// RESET after the restart frees every lock it held; sent at once, it would
+// free node2's writers, whose rows with the new column would reach node3
+// before the column does. So the RESET waits until every peer has applied
+// what node1 committed before it restarted. Found by the fault harness
+// (5 nodes, seed 7, a group restart right after an ADD COLUMN).
+TEST_F(DdlLockTest, ARestartedHolderFreesItsLockOnlyOnceEveryPeerHasItsDdl) {
+    pq::Connection c1 = connect(1);
+    ddl(c1, "CREATE TABLE widened (id int PRIMARY KEY)");
+    wait_for_sync_all();
+    pq::Connection fault = connect(3);
+    fault.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault apply_begin'))");
+    arm_workers(3, "apply_begin@node1");
+
+    ddl(c1, "ALTER TABLE widened ADD COLUMN note text");
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return query_value(2,
+                               "SELECT count(*) FROM pg_attribute WHERE attrelid = "
+                               "'widened'::regclass AND attname = 'note'") == "1";
+        },
+        20s));
+    restart(1);
+    std::this_thread::sleep_for(2s);  // time for a RESET to reach node2, were it sent
+    pq::Connection writer = connect(2);
+    writer.exec("SET lock_timeout = '1s'");
+    expect_error(writer, "INSERT INTO widened VALUES (1, 'early')", "55P03", "lock timeout");
+
+    fault.exec("SELECT pg_advisory_unlock_all()");
+    ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 30s))
+        << "node1: " << lock_rows(1) << " node2: " << lock_rows(2) << " node3: " << lock_rows(3);
+    writer.exec("INSERT INTO widened VALUES (2, 'after')");
+    disarm_workers(3);
+    wait_for_sync_all();
+    for (int n = 1; n <= node_count(); n++)
+        EXPECT_EQ(query_value(n, "SELECT string_agg(id || ':' || note, ',') FROM widened"),
+                  "2:after")
+            << "node" << n;
+    expect_no_apply_errors();
+}
+
 }  // namespace
 }  // namespace pgmesh::test

@@ -1212,6 +1212,27 @@ TEST(GlobalLock, AnEarlyGrantIsCountedOnceTheRequestArrives) {
     EXPECT_TRUE(c.acquire(0));
 }
 
+// Node 1 restarts and asks for a write lock. Node 3's GRANT reaches node 2
+// before node 1's RESET does (node 2's stream from node 1 lags): the RESET
+// must not drop it, or node 2 waits forever after ACQUIRED for a GRANT that
+// never comes again. Found by the fault harness (5 nodes, seed 7).
+TEST(GlobalLock, AnEarlyGrantForARestartedNodesNewLockSurvivesItsReset) {
+    Cluster c(3);
+    c.restart(0);
+    Lock l = c.lock(0, 11, Strength::kWrite);
+    c.request(0, l);
+    c.drain(0, 2);  // node 3: RESET, REQUEST; it grants
+    c.drain(2, 1);  // node 3's GRANT reaches node 2 first
+    EXPECT_EQ(c.state(1).early_count, 1);
+    c.drain(0, 1);  // node 2: RESET, then REQUEST
+    EXPECT_TRUE(c.grants(1, l));
+    EXPECT_TRUE(c.state(1).seen_grants.contains(c.ids[2]));
+    EXPECT_TRUE(c.machine(1).all_grants_seen(c.ids));
+    c.run();
+    EXPECT_TRUE(c.acquire(0));
+    EXPECT_TRUE(c.errors.empty());
+}
+
 TEST(GlobalLock, AllGrantsSeenWaitsForEveryGranter) {
     Cluster c(4);
     Lock l = c.lock(0, 11, Strength::kWrite);
