@@ -55,6 +55,38 @@ protected:
         return true;
     }
 
+    // A writer on `node` is held back while node1's write lock stands there:
+    // with lock_timeout it fails with 55P03. Returns a writer without a
+    // timeout that goes on in the background (retrying after 40P01, when the
+    // replayed DDL needs its table) and records its last error in *error
+    // ("" once its row went in).
+    std::thread expect_writers_held_back(int node, std::string *error) {
+        pq::Connection writer = connect(node);
+        writer.exec("SET lock_timeout = '1s'");
+        expect_error(writer, "INSERT INTO shaped VALUES (1, 1)", "55P03", "lock timeout");
+        *error = "not done";
+        return std::thread([this, node, error] {
+            pq::Connection w = connect(node);
+            *error = insert_retrying(w, "INSERT INTO shaped (id) VALUES (2)");
+        });
+    }
+
+    // Once node1's DROP COLUMN is everywhere: only the waiting writer's row,
+    // on every node; no grant left on disk; no apply error anywhere.
+    void expect_only_the_waiting_writers_row() {
+        wait_for_sync_all();
+        ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 20s));
+        for (int n = 1; n <= node_count(); n++) {
+            EXPECT_EQ(query_value(n, "SELECT string_agg(id::text, ',') FROM shaped"), "2")
+                << "node" << n;
+            EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.granted_write_lock"), "0")
+                << "node" << n;
+        }
+        expect_no_apply_errors();
+    }
+
+    static std::string insert_retrying(pq::Connection &c, const std::string &sql);
+
     std::string relation_count(std::string_view name) {
         return "SELECT count(*) FROM pg_class WHERE relname = '" + std::string(name) + "'";
     }
@@ -434,7 +466,7 @@ TEST_F(DdlLockTest, StatusShowsAWorkerHeldUpByTheLock) {
 
 // A writer that retries after 40P01 (the replayed DDL needed its table), as
 // ORMs do; returns its last error, "" when its row went in.
-std::string insert_retrying(pq::Connection &c, const std::string &sql) {
+std::string DdlLockTest::insert_retrying(pq::Connection &c, const std::string &sql) {
     for (int attempt = 0; attempt < 5; attempt++) {
         try {
             c.exec(sql);
@@ -469,14 +501,8 @@ TEST_F(DdlLockTest, AGrantedWriteLockHoldsWritersBackWhileTheHoldersWorkerIsAway
     ASSERT_TRUE(wait_until([&] { return advisory_waiters(2) == 1; }, 20s))
         << "the new worker did not stop at apply_connect";
 
-    pq::Connection writer = connect(2);
-    writer.exec("SET lock_timeout = '1s'");
-    expect_error(writer, "INSERT INTO shaped VALUES (1, 1)", "55P03", "lock timeout");
-    std::string waited_error = "not done";
-    std::thread waiting([&] {
-        pq::Connection w = connect(2);
-        waited_error = insert_retrying(w, "INSERT INTO shaped (id) VALUES (2)");
-    });
+    std::string waited_error;
+    std::thread waiting = expect_writers_held_back(2, &waited_error);
     std::this_thread::sleep_for(1s);
     EXPECT_EQ(waited_error, "not done");
     holder.exec("COMMIT");
@@ -484,15 +510,7 @@ TEST_F(DdlLockTest, AGrantedWriteLockHoldsWritersBackWhileTheHoldersWorkerIsAway
     waiting.join();
     EXPECT_EQ(waited_error, "");
     exec(2, "ALTER DATABASE pgmesh RESET pgmesh.fault_points");
-    wait_for_sync_all();
-    ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 20s));
-    for (int n = 1; n <= node_count(); n++) {
-        EXPECT_EQ(query_value(n, "SELECT string_agg(id::text, ',') FROM shaped"), "2")
-            << "node" << n;
-        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.granted_write_lock"), "0")
-            << "node" << n;
-    }
-    expect_no_apply_errors();
+    expect_only_the_waiting_writers_row();
 }
 
 // A server restart forgets shared memory, but not a write lock the node
@@ -520,27 +538,13 @@ TEST_F(DdlLockTest, AGrantedWriteLockHoldsWritersBackAfterARestart) {
     holder.exec("COMMIT");
     start(2);
 
-    pq::Connection writer = connect(2);
-    writer.exec("SET lock_timeout = '1s'");
-    expect_error(writer, "INSERT INTO shaped VALUES (1, 1)", "55P03", "lock timeout");
+    std::string waited_error;
+    std::thread waiting = expect_writers_held_back(2, &waited_error);
     EXPECT_EQ(lock_rows(2), "node1|write|granted|");
-    std::string waited_error = "not done";
-    std::thread waiting([&] {
-        pq::Connection w = connect(2);
-        waited_error = insert_retrying(w, "INSERT INTO shaped (id) VALUES (2)");
-    });
     waiting.join();
     EXPECT_EQ(waited_error, "");
     disarm_workers(2);
-    wait_for_sync_all();
-    ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 20s));
-    for (int n = 1; n <= node_count(); n++) {
-        EXPECT_EQ(query_value(n, "SELECT string_agg(id::text, ',') FROM shaped"), "2")
-            << "node" << n;
-        EXPECT_EQ(query_value(n, "SELECT count(*) FROM pgmesh.granted_write_lock"), "0")
-            << "node" << n;
-    }
-    expect_no_apply_errors();
+    expect_only_the_waiting_writers_row();
 }
 
 // node2 restarts and takes a write lock while node1 still holds node2's
