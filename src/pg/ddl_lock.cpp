@@ -681,12 +681,16 @@ bool held() {
     return my_lock_id != 0;
 }
 
+bool has_gate(Oid relid) {
+    if (get_rel_persistence(relid) != RELPERSISTENCE_PERMANENT) return false;
+    // pgmesh writes its own catalogs while it grants a lock or puts one back
+    // at startup (and they do not replicate): no gate for them.
+    return !replicated::is_local_catalog(get_rel_namespace(relid), get_rel_name(relid));
+}
+
 void block_writes_to(Oid relid) {
     if (replorigin_session_origin != InvalidRepOriginId) return;
-    if (get_rel_persistence(relid) != RELPERSISTENCE_PERMANENT) return;
-    // pgmesh writes its own catalogs while it grants a lock (and they do
-    // not replicate): no gate for them.
-    if (replicated::is_local_catalog(get_rel_namespace(relid), get_rel_name(relid))) return;
+    if (!has_gate(relid)) return;
     pass_gate(InvalidOid);
     pass_gate(relid);
     if (get_rel_relispartition(relid)) {

@@ -93,6 +93,10 @@ bool held();
 // canceled at a gate by before_replay() fails with 40P01 saying why.
 void block_writes_to(Oid relid);
 
+// Whether writes to `relid` pass write gates: permanent tables other than
+// pgmesh's node-local catalogs. Plain C.
+bool has_gate(Oid relid);
+
 // Apply worker, before it runs replicated DDL from the peer it streams from:
 // if it holds that peer's write blocks, cancels the local writers that wait
 // at the gates, and takes SHARE on the blocked tables (and their partitions)

@@ -5,6 +5,7 @@
 // server crashes; writers on other nodes during a write-lock ALTER TABLE lose
 // nothing and stop nothing; one that blocks the DDL's replay is canceled at
 // once; pgmesh.status shows an apply worker held up by the lock.
+#include <array>
 #include <atomic>
 #include <iostream>
 #include <optional>
@@ -636,6 +637,35 @@ TEST_F(DdlLockTest, ARestartedHolderFreesItsLockOnlyOnceEveryPeerHasItsDdl) {
                   "2:after")
             << "node" << n;
     expect_no_apply_errors();
+}
+
+// Two grants on disk at startup (a crash between granting a queued lock and
+// acting on the end of the one before): the manager keeps the newest and
+// deletes the other, through the ExecutorStart hook, which must not make it
+// wait for the restore it is doing. The restored grant ends when its holder
+// restarts (RESET).
+TEST_F(DdlLockTest, TheNewestGrantOnDiskIsRestoredAndEndsWithItsHoldersReset) {
+    const std::string node1_id = query_value(1, "SELECT node_id FROM pgmesh.local_node");
+    const std::array<pq::Value, 1> params = {node1_id};
+    conn(2).exec_params(
+        "INSERT INTO pgmesh.granted_write_lock (lock_id, holder_node_id, seq, priority, "
+        "holder_pid, all_tables, relids, granted_at) VALUES "
+        "(101, $1, 0, 0, 1, false, '{}', now() - interval '2 hours'), "
+        "(102, $1, 0, 0, 1, false, '{}', now() - interval '1 hour')",
+        params);
+    restart(2);
+    ASSERT_TRUE(wait_until([&] { return lock_rows(2) == "node1|write|granted|"; }, 30s))
+        << lock_rows(2);
+    EXPECT_EQ(
+        query_value(2, "SELECT string_agg(lock_id::text, ',') FROM pgmesh.granted_write_lock"),
+        "102");
+    restart(1);
+    ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 30s)) << lock_rows(2);
+    EXPECT_EQ(query_value(2, "SELECT count(*) FROM pgmesh.granted_write_lock"), "0");
+    pq::Connection c2 = connect(2);
+    ddl(c2, "CREATE TABLE after_restore (id int PRIMARY KEY)");
+    wait_for_sync_all();
+    EXPECT_EQ(query_value(1, relation_count("after_restore")), "1");
 }
 
 }  // namespace
