@@ -59,12 +59,12 @@ Applier::Applier(ApplyIdentity identity) : identity_(std::move(identity)) {
             ignore_forged(m, "a global lock message inside a transaction");
             return;
         }
-        bool own = !pg::call([] { return IsTransactionState(); });
-        if (own) pg::call([] { StartTransactionCommand(); });
-        pg::call([] { fault::point("apply_lock_message"); });
-        const mesh::Mac &key = mac();
-        if (own) pg::call([] { CommitTransactionCommand(); });
-        ddl_lock::on_message(identity_.local_node_id, identity_.peer_node_id, key, m);
+        const mesh::Mac *key = nullptr;
+        pg::in_transaction([&] {
+            pg::call([] { fault::point("apply_lock_message"); });
+            key = &mac();
+        });
+        ddl_lock::on_message(identity_.local_node_id, identity_.peer_node_id, *key, m);
     });
     // A join's barrier: its commit moves our origin for the peer, and
     // that is all it is for.
@@ -74,17 +74,17 @@ Applier::Applier(ApplyIdentity identity) : identity_(std::move(identity)) {
             ignore_forged(m, "a clock tick inside a transaction");
             return;
         }
-        bool own = !pg::call([] { return IsTransactionState(); });
-        if (own) pg::call([] { StartTransactionCommand(); });
         std::optional<mesh::ClockTick> tick;
         std::string problem;
-        try {
-            tick = mesh::open_clock(m.content, mac());
-            if (tick->sender != identity_.peer_node_id) problem = "a clock tick of another node";
-        } catch (const mesh::BadMessage &e) {
-            problem = e.what();
-        }
-        if (own) pg::call([] { CommitTransactionCommand(); });
+        pg::in_transaction([&] {
+            try {
+                tick = mesh::open_clock(m.content, mac());
+                if (tick->sender != identity_.peer_node_id)
+                    problem = "a clock tick of another node";
+            } catch (const mesh::BadMessage &e) {
+                problem = e.what();
+            }
+        });
         if (!problem.empty()) {
             ignore_forged(m, problem.c_str());
             return;

@@ -127,26 +127,6 @@ mesh::LockMessage request_of(uint64_t self, const Slot &s) {
 // that acts on the lock's end, before anything later from the holder is
 // applied. At startup the manager puts it back into shared memory.
 
-template <typename F>
-void in_transaction(F &&f) {
-    const bool own = !pg::call([] { return IsTransactionState(); });
-    if (!own) {
-        f();
-        return;
-    }
-    pg::call([] {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-    });
-    try {
-        f();
-    } catch (...) {
-        pg::call([] { AbortCurrentTransaction(); });
-        throw;
-    }
-    pg::call([] { CommitTransactionCommand(); });
-}
-
 std::string array_text(const std::vector<uint64_t> &values, bool as_signed) {
     std::string out = "{";
     for (size_t i = 0; i < values.size(); ++i) {
@@ -164,7 +144,7 @@ std::vector<uint64_t> seen_grants_of(const glock::State &state) {
 // Adds `seen` to the recorded grants of lock_id (a no-op without its row).
 void record_seen_grants(uint64_t lock_id, const std::vector<uint64_t> &seen) {
     if (seen.empty()) return;
-    in_transaction([&] {
+    pg::in_transaction([&] {
         spi::query(
             "UPDATE pgmesh.granted_write_lock SET seen_grants = ARRAY(SELECT DISTINCT g FROM "
             "unnest(seen_grants || $2::bigint[]) g) WHERE lock_id = $1",
@@ -175,7 +155,7 @@ void record_seen_grants(uint64_t lock_id, const std::vector<uint64_t> &seen) {
 void persist_grant(const glock::Lock &lock, bool all, const std::vector<Oid> &relids,
                    const std::vector<uint64_t> &seen) {
     std::vector<uint64_t> oids(relids.begin(), relids.end());
-    in_transaction([&] {
+    pg::in_transaction([&] {
         spi::query(
             "INSERT INTO pgmesh.granted_write_lock (lock_id, holder_node_id, seq, priority, "
             "holder_pid, all_tables, relids, seen_grants) "
@@ -191,10 +171,17 @@ void persist_grant(const glock::Lock &lock, bool all, const std::vector<Oid> &re
 }
 
 void forget_grant(uint64_t lock_id) {
-    in_transaction([&] {
+    pg::in_transaction([&] {
         spi::query("DELETE FROM pgmesh.granted_write_lock WHERE lock_id = $1",
                    {spi::int8(static_cast<int64_t>(lock_id))});
     });
+}
+
+// Whether the current lock blocks every table: it asked for all, or for
+// more than the slot holds, or it was granted from the queue, whose entries
+// carry no tables.
+bool blocks_all(const Slot &s) {
+    return s.block_lock_id != s.state.current.lock_id || s.block_all;
 }
 
 // The write lock granted here, if any (phase kGranted, write strength).
@@ -388,7 +375,7 @@ bool gate_closed(Oid gate) {
     if (shmem::DatabaseSlot *d = shmem::database_slot(MyDatabaseId, false)) {
         const Slot &s = d->lock;
         if (granted_write_lock(s)) {
-            const bool all = s.block_lock_id != s.state.current.lock_id || s.block_all;
+            const bool all = blocks_all(s);
             closed = all ? gate == InvalidOid
                          : OidIsValid(gate) &&
                                std::find(s.block_relids, s.block_relids + s.block_count, gate) !=
@@ -519,7 +506,7 @@ bool grant(uint64_t self, const glock::Lock &lock, const mesh::Mac &mac) {
         now = s.state.current;
         blocked = now.strength != mesh::Strength::kWrite ||
                   (s.gates_lock_id == now.lock_id && s.gates_seq == now.seq);
-        all = s.block_lock_id != now.lock_id || s.block_all;
+        all = blocks_all(s);
         if (!all) relids.assign(s.block_relids, s.block_relids + s.block_count);
         seen = seen_grants_of(s.state);
     }
@@ -547,10 +534,8 @@ bool grant(uint64_t self, const glock::Lock &lock, const mesh::Mac &mac) {
 // is applied until every other peer's GRANT has been, so that every row
 // written before the lock is here before the DDL.
 void wait_for_grants(uint64_t self, uint64_t holder, const mesh::LockMessage &m) {
-    bool own_transaction = !pg::call([] { return IsTransactionState(); });
-    if (own_transaction) pg::call([] { StartTransactionCommand(); });
-    std::vector<uint64_t> peers = ready_peers(catalog::read_nodes());
-    if (own_transaction) pg::call([] { CommitTransactionCommand(); });
+    std::vector<uint64_t> peers;
+    pg::in_transaction([&] { peers = ready_peers(catalog::read_nodes()); });
     auto set_waiting = [&](bool waiting) {
         LWLockAcquire(shmem::state().lock, LW_EXCLUSIVE);
         if (shmem::WorkerSlot *w = shmem::worker_slot(MyDatabaseId, holder, false))
@@ -681,16 +666,14 @@ bool held() {
     return my_lock_id != 0;
 }
 
-bool has_gate(Oid relid) {
-    if (get_rel_persistence(relid) != RELPERSISTENCE_PERMANENT) return false;
-    // pgmesh writes its own catalogs while it grants a lock or puts one back
-    // at startup (and they do not replicate): no gate for them.
-    return !replicated::is_local_catalog(get_rel_namespace(relid), get_rel_name(relid));
-}
-
 void block_writes_to(Oid relid) {
     if (replorigin_session_origin != InvalidRepOriginId) return;
-    if (!has_gate(relid)) return;
+    if (get_rel_persistence(relid) != RELPERSISTENCE_PERMANENT) return;
+    // pgmesh writes its own catalogs while it grants a lock or puts one back
+    // at startup (and they do not replicate): no gate for them, and no wait
+    // for that restore, which the manager's own writes would wait for.
+    if (replicated::is_local_catalog(relid)) return;
+    if (!shmem::is_node(MyDatabaseId) && !wait_until_restored()) return;
     pass_gate(InvalidOid);
     pass_gate(relid);
     if (get_rel_relispartition(relid)) {
@@ -768,17 +751,16 @@ void on_message(uint64_t self, uint64_t peer, const mesh::Mac &mac, const proto:
     std::vector<Oid> relids;
     if (m.kind == mesh::LockKind::kRequest && m.strength == mesh::Strength::kWrite &&
         !m.all_tables) {
-        bool own_transaction = !pg::call([] { return IsTransactionState(); });
-        if (own_transaction) pg::call([] { StartTransactionCommand(); });
-        for (const auto &[schema, table] : m.tables) {
-            Oid relid = pg::call([&] {
-                return RangeVarGetRelid(
-                    makeRangeVar(pstrdup(schema.c_str()), pstrdup(table.c_str()), -1), NoLock,
-                    true);
-            });
-            if (OidIsValid(relid)) relids.push_back(relid);
-        }
-        if (own_transaction) pg::call([] { CommitTransactionCommand(); });
+        pg::in_transaction([&] {
+            for (const auto &[schema, table] : m.tables) {
+                Oid relid = pg::call([&] {
+                    return RangeVarGetRelid(
+                        makeRangeVar(pstrdup(schema.c_str()), pstrdup(table.c_str()), -1), NoLock,
+                        true);
+                });
+                if (OidIsValid(relid)) relids.push_back(relid);
+            }
+        });
     }
     TimestampTz now = pg::call([] { return GetCurrentTimestamp(); });
     glock::Actions actions;
@@ -957,8 +939,7 @@ void apply_worker_tick(uint64_t peer) {
         want = s.state.phase == glock::Phase::kGranted && s.state.current.holder == peer &&
                s.state.current.strength == mesh::Strength::kWrite;
         lock = s.state.current;
-        // A request granted from the queue has no tables here: block all.
-        all = s.block_lock_id != lock.lock_id || s.block_all;
+        all = blocks_all(s);
         if (want && !all) relids.assign(s.block_relids, s.block_relids + s.block_count);
     }
     LWLockRelease(shmem::state().lock);
@@ -1015,7 +996,7 @@ void restore_after_start() {
     LWLockRelease(shmem::state().lock);
     if (restored) return;
     spi::Rows rows;
-    in_transaction([&] {
+    pg::in_transaction([&] {
         rows = spi::query(
             "SELECT lock_id, holder_node_id, seq, priority, holder_pid, all_tables, "
             "array_to_string(relids, ' '), array_to_string(seen_grants, ' ') "

@@ -89,13 +89,11 @@ bool held();
 // blocks writes to it (or to every table) here, by taking the write gates of
 // the table, of the partitioned tables above it and of "every table" in a
 // shared mode until the transaction ends. Plain C (inside pg::call); does
-// nothing for apply workers and for tables that do not replicate. A writer
+// nothing for apply workers, for tables that do not replicate, and in
+// databases that are not nodes (after waiting, in a just-started server,
+// for a granted lock to be put back: wait_until_restored()). A writer
 // canceled at a gate by before_replay() fails with 40P01 saying why.
 void block_writes_to(Oid relid);
-
-// Whether writes to `relid` pass write gates: permanent tables other than
-// pgmesh's node-local catalogs. Plain C.
-bool has_gate(Oid relid);
 
 // Apply worker, before it runs replicated DDL from the peer it streams from:
 // if it holds that peer's write blocks, cancels the local writers that wait
@@ -126,11 +124,11 @@ void apply_worker_tick(uint64_t peer);
 // holder's DDL is applied here. Needs no open transaction.
 void restore_after_start();
 
-// Backend, before it writes, while the database does not count as a node
-// yet (the server just started): if this node had granted a write lock
-// (a row in pgmesh.granted_write_lock), waits until the manager has put it
-// back, then returns true (the caller checks the gates). False at once
-// otherwise. Plain C (inside pg::call).
+// block_writes_to(), while the database does not count as a node yet (the
+// server just started): if this node had granted a write lock (a row in
+// pgmesh.granted_write_lock), waits until the manager has put it back, then
+// returns true (the caller checks the gates). False at once otherwise.
+// Plain C (inside pg::call).
 bool wait_until_restored();
 
 // Manager: one round of sending. Needs no open transaction.

@@ -151,6 +151,28 @@ std::optional<Error> in_own_transaction(F &&f) {
     }
 }
 
+// Runs f in the open transaction, or, when none is open, in one of its own
+// that commits after it (and is rolled back if f throws).
+template <typename F>
+void in_transaction(F &&f) {
+    const bool own = !call([] { return IsTransactionState(); });
+    if (!own) {
+        f();
+        return;
+    }
+    call([] {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+    });
+    try {
+        f();
+    } catch (...) {
+        call([] { AbortCurrentTransaction(); });
+        throw;
+    }
+    call([] { CommitTransactionCommand(); });
+}
+
 // Sleeps until the latch is set or timeout_ms pass, then serves interrupts
 // (which may throw pg::Error, e.g. on cancel).
 void wait_latch(long timeout_ms);

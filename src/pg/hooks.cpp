@@ -3,8 +3,6 @@
 // DDL capture (ProcessUtility) joins it.
 #include "hooks.hpp"
 
-#include <optional>
-
 #include "ddl_lock.hpp"
 #include "fault.hpp"
 #include "postgres_headers.hpp"
@@ -121,19 +119,12 @@ void wait_for_write_locks(QueryDesc *query) {
     const PlannedStmt *stmt = query->plannedstmt;
     if (!stmt || stmt->resultRelations == NIL) return;
     if (replorigin_session_origin != InvalidRepOriginId) return;
-    std::optional<bool> node;
     ListCell *lc;
     foreach (lc, stmt->resultRelations) {
         RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
-        if (rte->rtekind != RTE_RELATION ||
-            (rte->relkind != RELKIND_RELATION && rte->relkind != RELKIND_PARTITIONED_TABLE) ||
-            !ddl_lock::has_gate(rte->relid))
-            continue;
-        // Checked only for tables with a gate: the manager writes pgmesh's
-        // own catalogs while it puts a granted lock back at startup.
-        if (!node) node = shmem::is_node(MyDatabaseId) || ddl_lock::wait_until_restored();
-        if (!*node) return;
-        ddl_lock::block_writes_to(rte->relid);
+        if (rte->rtekind == RTE_RELATION &&
+            (rte->relkind == RELKIND_RELATION || rte->relkind == RELKIND_PARTITIONED_TABLE))
+            ddl_lock::block_writes_to(rte->relid);
     }
 }
 

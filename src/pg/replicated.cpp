@@ -8,6 +8,13 @@ bool is_local_catalog(Oid namespace_oid, const char *name) {
     return strcmp(name, "node") != 0 && strcmp(name, "conflict_resolver") != 0;
 }
 
+bool is_local_catalog(Oid relid) {
+    // The namespace first: the name is looked up only for pgmesh's tables.
+    Oid pgmesh_ns = get_namespace_oid("pgmesh", true);
+    if (!OidIsValid(pgmesh_ns) || get_rel_namespace(relid) != pgmesh_ns) return false;
+    return is_local_catalog(pgmesh_ns, get_rel_name(relid));
+}
+
 bool is_replicated(Relation rel) {
     if (rel->rd_rel->relkind != RELKIND_RELATION ||
         rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT || IsCatalogRelation(rel))

@@ -15,6 +15,7 @@ bool is_replicated(Relation rel);
 // A table of pgmesh's own that stays on this node (all in schema pgmesh but
 // pgmesh.node and pgmesh.conflict_resolver). Plain C.
 bool is_local_catalog(Oid namespace_oid, const char *name);
+bool is_local_catalog(Oid relid);
 
 // The index that finds a row on another node: the replica identity index,
 // otherwise the primary key (REPLICA IDENTITY FULL or NOTHING). InvalidOid

@@ -62,19 +62,31 @@ TEST(FaultSchedule, FaultsFollowEachOtherWithinTheRunAndCoverEveryKind) {
     }
 }
 
+sockaddr_in loopback(int port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+// A TCP socket bound to a kernel-chosen port on 127.0.0.1; sets *port.
+int bound_socket(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a = loopback(0);
+    bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
 // An echo server on a kernel-chosen port.
 class Echo {
 public:
     Echo() {
-        fd_ = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        bind(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a);
+        fd_ = bound_socket(&port_);
         listen(fd_, 8);
-        socklen_t len = sizeof a;
-        getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len);
-        port_ = ntohs(a.sin_port);
         thread_ = std::thread([this] {
             while (!stop_) {
                 pollfd p{fd_, POLLIN, 0};
@@ -107,10 +119,7 @@ private:
 
 int connect_to(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in a = loopback(port);
     if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) ADD_FAILURE() << "connect";
     return fd;
 }
@@ -169,15 +178,8 @@ TEST(LinkProxies, ForwardHoldResetAndDelay) {
 }
 
 TEST(LinkProxies, AConnectionToADownNodeIsRefused) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
-    const int closed_port = ntohs(a.sin_port);
-    close(fd);  // nothing listens there now
+    int closed_port = 0;
+    close(bound_socket(&closed_port));  // nothing listens there now
     LinkProxies proxies({{1, 1}, {2, closed_port}});
     int client = connect_to(proxies.port(1, 2));
     const std::string got = receive(client, 2s);
