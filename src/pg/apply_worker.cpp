@@ -255,10 +255,20 @@ private:
             remote::create_logical_slot(conn.get(), slot_name, remote::SlotSnapshot::kNothing);
         }
         if (forward_) {
-            // Everything the source applied from the dead peer is in its WAL
-            // before this point: its apply from the peer has stopped.
-            remote::Result system = remote::exec(conn.get(), "IDENTIFY_SYSTEM");
-            source_end_ = walstream::parse_lsn(remote::value(system.get(), 0, 2).value_or(""))
+            // Where in its WAL the source's last commit of the dead peer's
+            // transactions ends: its origin's local_lsn. Once the stream
+            // has passed it, the source has sent all it holds of them.
+            // Not the source's WAL end (IDENTIFY_SYSTEM): that is where its
+            // WAL is flushed, and apply commits asynchronously, so its
+            // last applied commits may still lie beyond it. The stream
+            // then passed that end before it reached them, and forwarding
+            // gave up with them on their way (issue 22).
+            remote::Result origin = remote::exec(
+                conn.get(),
+                "SELECT coalesce((SELECT local_lsn::text FROM "
+                "pg_catalog.pg_replication_origin_status WHERE external_id = " +
+                    remote::quote_literal(conn.get(), node::origin_name(peer_id_)) + "), '0/0')");
+            source_end_ = walstream::parse_lsn(remote::value(origin.get(), 0, 0).value_or(""))
                               .value_or(UINT64_MAX);
         }
         std::vector<proto::StartOption> options = {
@@ -291,9 +301,11 @@ private:
         pg::call([&] {
             if (forward_)
                 ereport(LOG, (errmsg("pgmesh forwarding node \"%s\"'s transactions after %X/%X "
-                                     "up to %X/%X from node \"%s\"",
+                                     "up to %X/%X from node \"%s\", whose WAL holds them up "
+                                     "to %X/%X",
                                      peer_name.c_str(), LSN_FORMAT_ARGS(start_lsn),
-                                     LSN_FORMAT_ARGS(forward_->up_to), source_name.c_str())));
+                                     LSN_FORMAT_ARGS(forward_->up_to), source_name.c_str(),
+                                     LSN_FORMAT_ARGS(source_end_))));
             else
                 ereport(LOG, (errmsg("pgmesh apply worker streaming from node \"%s\" at %X/%X",
                                      peer_name.c_str(), LSN_FORMAT_ARGS(start_lsn))));
@@ -382,9 +394,9 @@ private:
         }
     }
 
-    // Forwarding: the source has sent everything it had up to where its WAL
-    // ended when we connected, so no transaction of the peer is still to
-    // come, yet we have not reached up_to. Its relay slot had moved past
+    // Forwarding: the stream has passed the source's last commit of the
+    // peer's transactions, so none is still to come, yet we have not
+    // reached up_to. Its relay slot had moved past
     // what we lack (or lost it): stop, rather than call this complete.
     void check_source_has_more(const apply::Applier &applier) const {
         if (finished_ || applier.in_transaction() || received_lsn_ < source_end_) return;
@@ -518,7 +530,7 @@ private:
     Oid dboid_;
     uint64_t peer_id_;
     std::optional<ForwardJob> forward_;
-    uint64_t source_end_ = UINT64_MAX;  // forwarding: the source's WAL end at connect
+    uint64_t source_end_ = UINT64_MAX;  // forwarding: the source's last commit of the peer's
     uint64_t forwarded_up_to_ = 0;      // forwarding: the peer's commit LSN applied up to
     bool finished_ = false;             // forwarding: up_to reached
     std::string source_name_;
