@@ -166,6 +166,15 @@ inline LocalTransactionId local_transaction_id() {
 #endif
 }
 
+// The delayChkptFlags bit a commit holds from writing its record until
+// its origin moved and pg_xact says committed. Newer servers name it
+// DELAY_CHKPT_IN_COMMIT.
+#ifdef DELAY_CHKPT_IN_COMMIT
+inline constexpr int kDelayCheckpointInCommit = DELAY_CHKPT_IN_COMMIT;
+#else
+inline constexpr int kDelayCheckpointInCommit = DELAY_CHKPT_START;
+#endif
+
 // ExecInsertIndexTuples; 16 added onlySummarizing (false: every index).
 inline List *insert_index_tuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate,
                                  bool no_dup_err, bool *spec_conflict, List *arbiter_indexes) {

@@ -60,6 +60,25 @@ void record_coverage(uint64_t origin, uint64_t lsn) {
         {spi::int8(static_cast<int64_t>(origin)), spi::lsn(lsn)});
 }
 
+// Waits until every commit whose record was being written a moment ago
+// has also moved its origin. A commit writes its record, then moves the
+// origin's position (RecordTransactionCommit); positions read between the
+// two would leave out a transaction whose commit lies before the
+// checkpoint's WAL position, and the slot could move past it while a
+// member still lacks it. Both steps run with the commit's checkpoint delay
+// flag set, so waiting as a checkpoint does for its redo pointer closes
+// the gap.
+void wait_for_commits_in_flight() {
+    constexpr int kFlag = compat::kDelayCheckpointInCommit;
+    int count = 0;
+    VirtualTransactionId *committing =
+        pg::call([&] { return GetVirtualXIDsDelayingChkpt(&count, kFlag); });
+    while (count > 0 &&
+           pg::call([&] { return HaveVirtualXIDsDelayingChkpt(committing, count, kFlag); }))
+        pg::wait_latch(1);
+    pg::call([&] { pfree(committing); });
+}
+
 bool member(const catalog::Node &n) {
     return !n.is_local && n.state != node::State::kParted;
 }
@@ -158,6 +177,7 @@ void Keeper::round(const catalog::Nodes &nodes) {
     warned_ = false;
 
     Checkpoint c{pg::call([] { return GetXLogInsertRecPtr(); }), {}};
+    wait_for_commits_in_flight();
     if (!in_transaction("read the origins", [&] { c.applied = applied_here(); })) return;
     if (checkpoints_.size() >= kMaxCheckpoints) checkpoints_.pop_back();
     checkpoints_.push_back(std::move(c));

@@ -6,7 +6,8 @@
 // nobody streams from in normal operation. It holds back WAL, and so every
 // transaction this node applied from its peers, until every other member
 // has applied those transactions too. The manager moves it on (Keeper):
-// every few seconds it notes this node's WAL position W and then its origin
+// every few seconds it notes this node's WAL position W, waits for the
+// commits being written at that moment, and then reads its origin
 // positions p(D) for every peer D. Whatever it applies from D afterwards
 // has a commit LSN on D above p(D) and lies in WAL after W. Once every other
 // member B has applied D up to p(D), for every D, nothing before W can be
