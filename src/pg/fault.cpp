@@ -17,14 +17,23 @@ namespace {
 // Every name that may be armed. join_<step> names come from join.cpp's
 // steps: keep the two lists in step.
 constexpr std::string_view kPoints[] = {
-    "skip_keyless_check",       "apply_before_commit",
-    "apply_feedback",           "join_announce_joining",
-    "join_create_remote_slots", "join_wait_for_target",
-    "join_create_target_slot",  "join_read_snapshot",
-    "join_copy_data",           "join_create_local_slots",
-    "join_write_catalog",       "join_announce_ready",
-    "apply_lock_message",       "apply_begin",
-    "forward_commit",           "apply_connect",
+    "skip_keyless_check",
+    "apply_before_commit",
+    "apply_feedback",
+    "join_announce_joining",
+    "join_create_remote_slots",
+    "join_wait_for_target",
+    "join_create_target_slot",
+    "join_read_snapshot",
+    "join_copy_data",
+    "join_create_local_slots",
+    "join_write_catalog",
+    "join_announce_ready",
+    "apply_lock_message",
+    "apply_begin",
+    "forward_commit",
+    "apply_connect",
+    "manager_round",
 };
 
 enum class Kind { kHold, kError, kSleep };

@@ -39,6 +39,9 @@
 //   forward_commit       forwarding worker (pgmesh.forward_missing): a
 //                        forwarded transaction committed here, the next
 //                        not yet begun (@<dead node> as for apply points)
+//   manager_round        manager: before each round (held, it starts and
+//                        stops no worker, moves no relay slot, serves no
+//                        global lock and commits nothing)
 #pragma once
 
 #include "postgres_headers.hpp"

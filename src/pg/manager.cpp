@@ -15,6 +15,7 @@
 
 #include "catalog.hpp"
 #include "ddl_lock.hpp"
+#include "fault.hpp"
 #include "guard.hpp"
 #include "node.hpp"
 #include "node_admin.hpp"
@@ -214,6 +215,7 @@ void manager_main(Oid dboid) {
     std::map<uint64_t, Launched> appliers;
     relay::Keeper relay_keeper;
     for (;;) {
+        pg::call([] { fault::point("manager_round"); });
         uint64_t requests = node_requests(dboid);
         pg::call([] {
             SetCurrentStatementStartTimestamp();

@@ -387,6 +387,28 @@ void MeshTest::kill_child9(int node, pid_t pid) {
     }
 }
 
+pid_t MeshTest::server_process(int node, std::string_view backend_type) {
+    pq::Connection &c = conn(node);
+    std::string type(backend_type);
+    pq::Value pid = c.exec_params("SELECT pid FROM pg_stat_activity WHERE backend_type = $1",
+                                  std::vector<pq::Value>{type})
+                        .get(0, 0);
+    if (!pid) throw std::runtime_error("node" + std::to_string(node) + " has no " + type);
+    return static_cast<pid_t>(std::stol(*pid));
+}
+
+FrozenProcess::FrozenProcess(pid_t pid) : pid_(pid) {
+    if (::kill(pid_, SIGSTOP) != 0)
+        throw std::system_error(errno, std::generic_category(),
+                                "kill -STOP " + std::to_string(pid_));
+}
+
+void FrozenProcess::thaw() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGCONT);
+    pid_ = 0;
+}
+
 bool MeshTest::is_running(int node) const {
     check_node(node);
     return cluster_->is_running(node);

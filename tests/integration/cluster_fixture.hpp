@@ -43,6 +43,7 @@
 
 #include "local_cluster.hpp"
 #include "pq.hpp"
+#include "test_thread.hpp"
 #include "verify.hpp"
 
 namespace pgmesh::test {
@@ -79,6 +80,21 @@ void keep_temp_dir(const std::filesystem::path &dir);
 // processes in tolerated_pids ("... (PID 123) was terminated by signal 9").
 std::vector<std::string> unexpected_signal_terminations(const std::filesystem::path &log_file,
                                                         std::span<const pid_t> tolerated_pids = {});
+
+// One server process stopped with SIGSTOP until thaw() or the end of the
+// object's scope (SIGCONT), so that a test chooses when that process
+// works: the WAL writer, say, to keep asynchronous commits unflushed.
+class FrozenProcess {
+public:
+    explicit FrozenProcess(pid_t pid);
+    ~FrozenProcess() { thaw(); }
+    FrozenProcess(const FrozenProcess &) = delete;
+    FrozenProcess &operator=(const FrozenProcess &) = delete;
+    void thaw();
+
+private:
+    pid_t pid_;
+};
 
 class MeshTest : public ::testing::Test {
 protected:
@@ -148,6 +164,9 @@ protected:
     void kill_child9(int node, pid_t pid);
     bool is_running(int node) const;
     pid_t postmaster_pid(int node) const;  // throws if not running
+    // The pid of the node's one process of this pg_stat_activity
+    // backend_type ("walwriter", "checkpointer", ...); throws if none.
+    pid_t server_process(int node, std::string_view backend_type);
 
     // Polls condition (exceptions count as "not yet") until it holds or the
     // timeout passes; returns whether it held. Use as

@@ -22,8 +22,9 @@ using namespace std::chrono_literals;
 class LifecycleTest : public MeshTest {
 protected:
     std::optional<MeshOptions> cluster_options() const override {
-        return MeshOptions{
-            .nodes = 4, .form_mesh = false, .settings = {{"pgmesh.fault_points", "apply_begin"}}};
+        return MeshOptions{.nodes = 4,
+                           .form_mesh = false,
+                           .settings = {{"pgmesh.fault_points", "apply_begin,manager_round"}}};
     }
 
     // A group of nodes 1..n (node 1 creates it, the others join through
@@ -56,38 +57,49 @@ protected:
                   std::to_string(origin) + "'))");
         return gate;
     }
+    // Holds node `at`'s manager before its next round (manager_round), and
+    // waits until it is there: it then starts no worker, moves no relay
+    // slot and commits nothing until the session ends.
+    pq::Connection hold_manager(int at) {
+        pq::Connection gate = connect(at);
+        gate.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault manager_round'))");
+        EXPECT_TRUE(wait_until([&] {
+            return query_value(at,
+                               "SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                               "'pgmesh manager' AND wait_event = 'advisory'") == "1";
+        })) << "node"
+            << at << "'s manager did not reach manager_round";
+        return gate;
+    }
 
     // A join of node `node` (named nodeN) through `via`, running in a
     // thread and held before its copy (fault point join_copy_data) until
     // release(). finish() waits for it and returns its error, if any.
+    // A test that ends early lets the join go on and stops it.
     class HeldJoin {
     public:
-        HeldJoin(LifecycleTest &test, int node, int via)
-            : joiner_(test.connect(node)), gate_(test.connect(node)) {
-            joiner_.exec("SET pgmesh.fault_points = 'join_copy_data'");
+        HeldJoin(LifecycleTest &test, int node, int via) : gate_(test.connect(node)) {
             gate_.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault join_copy_data'))");
             std::string sql = test.join_sql("node" + std::to_string(node), node, via);
-            thread_ = std::thread([this, sql] {
-                try {
-                    joiner_.exec(sql);
-                } catch (const pq::Error &e) {
-                    error_ = e.sqlstate() + " " + e.what();
-                }
+            thread_.emplace([&test, node, sql](TestThread &self) {
+                pq::Connection &joiner = self.session(test.connect(node));
+                joiner.exec("SET pgmesh.fault_points = 'join_copy_data'");
+                joiner.exec(sql);
             });
         }
-        ~HeldJoin() { finish(); }
-        void release() { gate_.exec("SELECT pg_advisory_unlock_all()"); }
-        std::string finish() {
-            if (thread_.joinable()) thread_.join();
-            return error_;
+        ~HeldJoin() {
+            try {
+                release();
+            } catch (const pq::Error &) {
+                // The node went: so did the hold.
+            }
         }
-        pq::Connection &joiner() { return joiner_; }
+        void release() { gate_.exec("SELECT pg_advisory_unlock_all()"); }
+        std::string finish() { return thread_->join(); }
 
     private:
-        pq::Connection joiner_;
         pq::Connection gate_;
-        std::thread thread_;
-        std::string error_;
+        std::optional<TestThread> thread_;  // last: stopped first
     };
 
     // Slots for streams (pgmesh_<provider>_<subscriber>), not the relay slot.
@@ -144,25 +156,15 @@ TEST_F(LifecycleTest, AThirdNodesChangeTheTargetHasNotAppliedYetReachesTheNewNod
     ASSERT_TRUE(wait_until([&] { return query_value(2, "SELECT count(*) FROM t") == "1"; }));
     EXPECT_EQ(query_value(1, "SELECT count(*) FROM t"), "0");
 
-    std::atomic<bool> joined = false;
-    std::string join_error;
-    std::thread join([&] {
-        try {
-            pq::Connection joiner = connect(4);
-            joiner.exec(join_sql("node4", 4, 1));
-            joined = true;
-        } catch (const std::exception &e) {
-            join_error = e.what();
-        }
-    });
+    TestThread join(
+        [&](TestThread &self) { self.session(connect(4)).exec(join_sql("node4", 4, 1)); });
     // node4's slot on node3 is made, then the join waits for node1.
     ASSERT_TRUE(wait_until([&] { return slot_count(3) == 3; }));
     std::this_thread::sleep_for(2s);
-    EXPECT_FALSE(joined) << "the join went on while the target lacked node3's row";
+    EXPECT_FALSE(join.finished()) << "the join went on while the target lacked node3's row";
     EXPECT_EQ(node_state(1, "node4"), "joining");
     exec(1, "SELECT pgmesh.resume_apply()");
-    join.join();
-    ASSERT_TRUE(joined) << join_error;
+    ASSERT_EQ(join.join(), "");
     ASSERT_EQ(query_value(4, "SELECT pgmesh.wait_for_ready(60)"), "t");
     EXPECT_EQ(query_value(4, "SELECT string_agg(v, ',') FROM t"), "from node3");
     exec(4, "INSERT INTO t VALUES (2, 'from node4')");
@@ -316,8 +318,7 @@ TEST_F(LifecycleTest, AJoinWhoseTargetDiedMidCopyRunsAgain) {
     EXPECT_EQ(slot_count(4), 0);
     start(1);
     EXPECT_EQ(slot_count(1), 3);  // left by the dead attempt
-    held.joiner().exec("RESET pgmesh.fault_points");
-    held.joiner().exec(join_sql("node4", 4, 1));
+    exec(4, join_sql("node4", 4, 1));
     ASSERT_EQ(query_value(4, "SELECT pgmesh.wait_for_ready(60)"), "t");
     for (int n = 1; n <= 3; n++) EXPECT_EQ(slot_count(n), 3) << "node" << n;
     EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.node"), "4");
@@ -494,15 +495,9 @@ TEST_F(LifecycleTest, ForwardingGoesOnWhereItStoppedWhenTheSourceDiedMidway) {
     gate1.exec("SELECT pg_advisory_unlock_all()");
     pq::Connection forward_gate = connect(1);
     forward_gate.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault forward_commit'))");
-    std::string part_error;
-    std::thread part([&] {
-        try {
-            // On node1, which lacks what is forwarded: never the source.
-            pq::Connection s = connect(1);
-            s.exec("SELECT pgmesh.part_node('node4')");
-        } catch (const pq::Error &e) {
-            part_error = e.sqlstate() + " " + e.what();
-        }
+    // On node1, which lacks what is forwarded: never the source.
+    TestThread part([&](TestThread &self) {
+        self.session(connect(1)).exec("SELECT pgmesh.part_node('node4')");
     });
     ASSERT_TRUE(wait_until([&] { return query_value(1, "SELECT count(*) FROM t") == "1"; }));
     // The source: the survivor whose walsender serves the forwarding.
@@ -521,7 +516,7 @@ TEST_F(LifecycleTest, ForwardingGoesOnWhereItStoppedWhenTheSourceDiedMidway) {
          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = "
          "'pgmesh forward'");
     forward_gate.exec("SELECT pg_advisory_unlock_all()");
-    part.join();
+    std::string part_error = part.join();
     EXPECT_NE(part_error.find("55000"), std::string::npos) << part_error;
     EXPECT_NE(part_error.find("forwarding node \"node4\"'s transactions from node \"node" +
                               std::to_string(source) + "\""),
@@ -539,6 +534,62 @@ TEST_F(LifecycleTest, ForwardingGoesOnWhereItStoppedWhenTheSourceDiedMidway) {
         EXPECT_TRUE(wait_until([&] { return node_state(n, "node4") == "parted"; })) << "node" << n;
     std::string rows_sql = "SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t";
     for (int n = 2; n <= 3; n++) EXPECT_EQ(query_value(n, rows_sql), query_value(1, rows_sql));
+}
+
+// Issue 22: the survivor that got all of a dead node's transactions
+// (node2) applied the last of them with asynchronous commits that its WAL
+// writer had not flushed yet when the forwarding connected. Forwarding took
+// the source's flushed WAL end for the end of what it held, passed it, and
+// gave up with the rest on its way: "node2 has no more transactions of
+// node3 to forward". Here the order is forced: node2's WAL writer is
+// stopped and its manager held (whose commits would flush), so nothing of
+// node3's ten transactions is flushed on node2 until the forwarding
+// streams; then node2 flushes, and node1 must get all ten.
+TEST_F(LifecycleTest, ForwardingWaitsForTheSourcesUnflushedCommits) {
+    form(3);
+    pq::Connection gate1 = hold(1, 3);
+    // Nothing on node2 flushes its WAL from here on.
+    pq::Connection manager_gate = hold_manager(2);
+    FrozenProcess wal_writer(server_process(2, "walwriter"));
+    for (int i = 1; i <= 10; i++) exec(3, "INSERT INTO t VALUES (" + std::to_string(i) + ", 'x')");
+    ASSERT_TRUE(wait_until([&] { return query_value(2, "SELECT count(*) FROM t") == "10"; }));
+    kill9(3);
+    stop_stream(1, 3);
+    stop_stream(2, 3);
+    gate1.exec("SELECT pg_advisory_unlock_all()");
+    std::string origin3 =
+        "(SELECT 'pgmesh_' || lpad(to_hex(node_id), 16, '0') FROM pgmesh.nodes WHERE node_name = "
+        "'node3')";
+    ASSERT_EQ(query_value(2,
+                          "SELECT pg_current_wal_flush_lsn() < local_lsn FROM "
+                          "pg_replication_origin_status WHERE external_id = " +
+                              origin3),
+              "t")
+        << "node2 flushed its last commits of node3's transactions before the forwarding began";
+
+    TestThread part([&](TestThread &self) {
+        self.session(connect(1)).exec("SELECT pgmesh.part_node('node3')");
+    });
+    // The forwarding streams from node2 (or has failed already).
+    EXPECT_TRUE(wait_until([&] {
+        return part.finished() ||
+               query_value(2,
+                           "SELECT count(*) FROM pg_stat_replication WHERE application_name LIKE "
+                           "'pgmesh forward %' AND state <> 'startup'") == "1";
+    }));
+    wal_writer.thaw();
+    manager_gate.exec("SELECT pg_advisory_unlock_all()");
+    EXPECT_EQ(part.join(), "");
+    std::string rows_sql = "SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t";
+    std::string times_sql =
+        "SELECT string_agg(pg_xact_commit_timestamp(xmin)::text, ',' ORDER BY id) FROM t";
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM t"), "10");
+    EXPECT_EQ(query_value(1, rows_sql), query_value(2, rows_sql));
+    EXPECT_EQ(query_value(1, times_sql), query_value(2, times_sql));
+    for (int n = 1; n <= 2; n++) {
+        EXPECT_EQ(conflicts(n, "insert_exists"), 0) << "node" << n;
+        EXPECT_TRUE(wait_until([&] { return node_state(n, "node3") == "parted"; })) << "node" << n;
+    }
 }
 
 // When the relay slots no longer hold what a survivor lacks (here: dropped

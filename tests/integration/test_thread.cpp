@@ -1,0 +1,95 @@
+#include "test_thread.hpp"
+
+#include <sys/socket.h>
+
+#include <exception>
+#include <utility>
+
+namespace pgmesh::test {
+
+namespace {
+
+constexpr std::chrono::seconds kEndGrace{5};
+constexpr std::chrono::seconds kCancelGrace{10};
+
+struct CancelDeleter {
+    void operator()(PGcancel *cancel) const noexcept { PQfreeCancel(cancel); }
+};
+
+}  // namespace
+
+// A session of the work, with what another thread needs to interrupt it:
+// libpq's cancel handle (PQcancel is safe from any thread) and the socket.
+struct TestThread::Session {
+    pq::Connection connection;
+    std::unique_ptr<PGcancel, CancelDeleter> cancel;
+    int socket = -1;
+};
+
+TestThread::TestThread(Work work) {
+    thread_ = std::thread([this, work = std::move(work)] {
+        std::string error;
+        try {
+            work(*this);
+        } catch (const pq::Error &e) {
+            error = e.sqlstate() + " " + e.what();
+        } catch (const std::exception &e) {
+            error = e.what();
+        }
+        std::lock_guard lock(mutex_);
+        error_ = std::move(error);
+        finished_ = true;
+        finished_changed_.notify_all();
+    });
+}
+
+TestThread::~TestThread() {
+    stop();
+}
+
+pq::Connection &TestThread::session(pq::Connection connection) {
+    Session s{std::move(connection), nullptr, -1};
+    s.cancel.reset(PQgetCancel(s.connection.native()));
+    s.socket = PQsocket(s.connection.native());
+    std::lock_guard lock(mutex_);
+    sessions_.push_back(std::move(s));
+    return sessions_.back().connection;
+}
+
+std::string TestThread::join() {
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mutex_);
+    return error_;
+}
+
+std::string TestThread::stop() {
+    stop_requested_ = true;
+    // A loop that looks at stopping() ends by itself; a statement that
+    // waits is canceled, and a session that answers no cancel is cut off.
+    if (!wait_finished(kEndGrace)) {
+        interrupt_sessions(false);
+        if (!wait_finished(kCancelGrace)) interrupt_sessions(true);
+    }
+    return join();
+}
+
+bool TestThread::wait_finished(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return finished_changed_.wait_for(lock, timeout, [&] { return finished_.load(); });
+}
+
+void TestThread::interrupt_sessions(bool cut_off) {
+    std::lock_guard lock(mutex_);
+    for (Session &s : sessions_) {
+        if (cut_off) {
+            // The work's next read fails at once ("server closed the
+            // connection"), whatever the server does.
+            if (s.socket >= 0) ::shutdown(s.socket, SHUT_RDWR);
+        } else if (s.cancel) {
+            char message[256];
+            PQcancel(s.cancel.get(), message, sizeof message);
+        }
+    }
+}
+
+}  // namespace pgmesh::test
