@@ -2,9 +2,9 @@
 // nodes write, apply resumes. Each test asserts the surviving rows on every
 // node and the conflict history. The randomized test at the end checks that
 // concurrent writers over a small key space converge.
-#include <atomic>
 #include <fstream>
 #include <iostream>
+#include <list>
 #include <random>
 #include <thread>
 
@@ -413,12 +413,11 @@ TEST_F(RandomizedConflictTest, ConcurrentWritersOnFewKeysConverge) {
         arm_workers(n, "apply_begin@node" + std::to_string(origin));
         std::cout << "[measure] node" << n << " holds node" << origin << "'s stream at times\n";
     }
-    std::atomic<bool> stop{false};
     // Holds for 0.1-1.5 s, then lets go for 0.1-1 s, per node.
-    std::thread delays([&] {
+    TestThread delays([&](TestThread &self) {
         std::mt19937 rng(77);
         std::vector<bool> held(gates.size(), false);
-        while (!stop) {
+        while (!self.stopping()) {
             size_t i = rng() % gates.size();
             gates[i].exec(held[i]
                               ? "SELECT pg_advisory_unlock_all()"
@@ -428,13 +427,13 @@ TEST_F(RandomizedConflictTest, ConcurrentWritersOnFewKeysConverge) {
         }
         for (auto &g : gates) g.exec("SELECT pg_advisory_unlock_all()");
     });
-    std::vector<std::thread> writers;
     std::vector<long> ops(node_count() + 1, 0);
+    std::list<TestThread> writers;
     for (int n = 1; n <= node_count(); n++) {
-        writers.emplace_back([&, n] {
+        writers.emplace_back([&, n](TestThread &self) {
             std::mt19937 rng(1000 + n);
-            pq::Connection c = connect(n);
-            while (!stop) {
+            pq::Connection &c = self.session(connect(n));
+            while (!self.stopping()) {
                 int key = static_cast<int>(rng() % 100);
                 std::string k = std::to_string(key);
                 std::string v = "'node" + std::to_string(n) + "-" + std::to_string(ops[n]) + "'";
@@ -460,9 +459,8 @@ TEST_F(RandomizedConflictTest, ConcurrentWritersOnFewKeysConverge) {
         });
     }
     std::this_thread::sleep_for(30s);
-    stop = true;
-    for (auto &w : writers) w.join();
-    delays.join();
+    for (TestThread &w : writers) EXPECT_EQ(w.stop(), "");
+    EXPECT_EQ(delays.stop(), "");
     wait_for_sync_all(120);
     EXPECT_TRUE(verify_all());
     long total_ops = 0;

@@ -270,21 +270,13 @@ TEST_F(ConvergenceTest, TombstonesAreCollectedOnceEveryPeerHasCaughtUp) {
     pq::Connection collector = connect(1);
     collector.exec("BEGIN");
     EXPECT_EQ(collector.query_value("SELECT pgmesh.collect_tombstones()").value_or(""), "1");
-    std::string deleted;
-    std::thread deleter([&] {
-        try {
-            connect(1).exec("DELETE FROM t WHERE id = 3");
-            deleted = "ok";
-        } catch (const pq::Error &e) {
-            deleted = e.what();
-        }
-    });
+    TestThread deleter(
+        [&](TestThread &self) { self.session(connect(1)).exec("DELETE FROM t WHERE id = 3"); });
     ASSERT_TRUE(wait_until(
         [&] { return query_value(1, "SELECT count(*) FROM pg_locks WHERE NOT granted") != "0"; },
         10s));
     collector.exec("COMMIT");
-    deleter.join();
-    EXPECT_EQ(deleted, "ok");
+    EXPECT_EQ(deleter.join(), "");
     EXPECT_EQ(tombstones(1), 1);
 }
 

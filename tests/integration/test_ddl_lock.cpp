@@ -6,8 +6,8 @@
 // nothing and stop nothing; one that blocks the DDL's replay is canceled at
 // once; pgmesh.status shows an apply worker held up by the lock.
 #include <array>
-#include <atomic>
 #include <iostream>
+#include <list>
 #include <optional>
 #include <thread>
 
@@ -57,17 +57,17 @@ protected:
     }
 
     // A writer on `node` is held back while node1's write lock stands there:
-    // with lock_timeout it fails with 55P03. Returns a writer without a
+    // with lock_timeout it fails with 55P03. Starts a writer without a
     // timeout that goes on in the background (retrying after 40P01, when the
     // replayed DDL needs its table) and records its last error in *error
     // ("" once its row went in).
-    std::thread expect_writers_held_back(int node, std::string *error) {
+    void expect_writers_held_back(int node, std::string *error, std::optional<TestThread> &out) {
         pq::Connection writer = connect(node);
         writer.exec("SET lock_timeout = '1s'");
         expect_error(writer, "INSERT INTO shaped VALUES (1, 1)", "55P03", "lock timeout");
         *error = "not done";
-        return std::thread([this, node, error] {
-            pq::Connection w = connect(node);
+        out.emplace([this, node, error](TestThread &self) {
+            pq::Connection &w = self.session(connect(node));
             *error = insert_retrying(w, "INSERT INTO shaped (id) VALUES (2)");
         });
     }
@@ -111,22 +111,13 @@ TEST_F(DdlLockTest, TheHolderShowsAndOtherDdlWaitsOrFails) {
     EXPECT_NE(e.hint().find("Retry"), std::string::npos) << e.hint();
 
     // With time enough, it waits for the holder and then runs.
-    std::atomic<bool> done{false};
-    std::string waiter_error;
-    std::thread waiter([&] {
-        try {
-            pq::Connection c = connect(2);
-            ddl(c, "CREATE TABLE c (id int PRIMARY KEY)");
-        } catch (const std::exception &ex) {
-            waiter_error = ex.what();
-        }
-        done = true;
+    TestThread waiter([&](TestThread &self) {
+        ddl(self.session(connect(2)), "CREATE TABLE c (id int PRIMARY KEY)");
     });
     std::this_thread::sleep_for(1s);
-    EXPECT_FALSE(done.load());
+    EXPECT_FALSE(waiter.finished());
     holder.exec("COMMIT");
-    waiter.join();
-    EXPECT_EQ(waiter_error, "");
+    EXPECT_EQ(waiter.join(), "");
     wait_for_sync_all();
     for (int n = 1; n <= node_count(); n++) {
         EXPECT_EQ(query_value(n, relation_count("a")), "1");
@@ -146,16 +137,11 @@ TEST_F(DdlLockTest, TwoNodesAskingAtOnceEndWithOneWinnerAndNoDeadlock) {
         gates.back().exec("SELECT pg_advisory_lock(hashtext('pgmesh fault apply_lock_message'))");
         arm_workers(n, "apply_lock_message");
     }
-    std::string errors[2];
-    std::thread asks[2];
+    std::list<TestThread> asks;
     for (int i = 0; i < 2; i++) {
-        asks[i] = std::thread([&, i] {
-            try {
-                pq::Connection c = connect(i + 1);
-                ddl(c, "CREATE TABLE t" + std::to_string(i + 1) + " (id int PRIMARY KEY)");
-            } catch (const std::exception &ex) {
-                errors[i] = ex.what();
-            }
+        asks.emplace_back([&, i](TestThread &self) {
+            ddl(self.session(connect(i + 1)),
+                "CREATE TABLE t" + std::to_string(i + 1) + " (id int PRIMARY KEY)");
         });
     }
     ASSERT_TRUE(wait_until(
@@ -168,9 +154,7 @@ TEST_F(DdlLockTest, TwoNodesAskingAtOnceEndWithOneWinnerAndNoDeadlock) {
     // Each node's workers hold a request each: node3 holds both.
     ASSERT_TRUE(wait_until([&] { return advisory_waiters(3) == 2; }, 20s));
     for (auto &g : gates) g.exec("SELECT pg_advisory_unlock_all()");
-    for (auto &t : asks) t.join();
-    EXPECT_EQ(errors[0], "");
-    EXPECT_EQ(errors[1], "");
+    for (TestThread &t : asks) EXPECT_EQ(t.join(), "");
     wait_for_sync_all();
     for (int n = 1; n <= node_count(); n++) {
         EXPECT_EQ(query_value(n, relation_count("t1")), "1") << "node" << n;
@@ -192,9 +176,9 @@ TEST_F(DdlLockTest, ANodeThatDoesNotAnswerIsNamed) {
     // watcher waits for the second state rather than sampling once, because
     // how soon node2 answers is up to the scheduler.
     std::string while_waiting;
-    std::thread watcher([&] {
-        pq::Connection c = connect(1);
-        for (int i = 0; i < 200 && while_waiting != "requesting {node3}"; i++) {
+    TestThread watcher([&](TestThread &self) {
+        pq::Connection &c = self.session(connect(1));
+        for (int i = 0; i < 200 && while_waiting != "requesting {node3}" && !self.stopping(); i++) {
             pq::Rows rows = c.exec(
                                  "SELECT state || ' ' || not_answered::text FROM "
                                  "pgmesh.global_lock")
@@ -208,7 +192,7 @@ TEST_F(DdlLockTest, ANodeThatDoesNotAnswerIsNamed) {
                                "BEGIN; SET LOCAL pgmesh.permit_ddl_locking = on; "
                                "CREATE TABLE x (id int PRIMARY KEY); COMMIT",
                                "55P03", "could not acquire the global DDL lock");
-    watcher.join();
+    EXPECT_EQ(watcher.join(), "");
     EXPECT_EQ(while_waiting, "requesting {node3}");
     exec(1, "ROLLBACK");
     EXPECT_NE(e.detail().find("\"node3\""), std::string::npos) << e.detail();
@@ -297,37 +281,29 @@ TEST_F(DdlLockTest, WritersElsewhereRunThroughWriteLockAlters) {
     ddl(c1, "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, v text)");
     c1.exec("INSERT INTO accounts SELECT g, 0, 'x' FROM generate_series(1, 1000) g");
     wait_for_sync_all();
-    std::atomic<bool> stop_writers{false};
-    std::string errors[2];
     long commits[2] = {0, 0};
     long retries[2] = {0, 0};
-    std::thread writers[2];
+    std::list<TestThread> writers;
     for (int i = 0; i < 2; i++) {
-        writers[i] = std::thread([&, i] {
-            try {
-                pq::Connection c = connect(i + 2);
-                long n = 0;
-                while (!stop_writers.load()) {
-                    long id = (i + 2) * 1000000 + n;
-                    try {
-                        c.exec("BEGIN");
-                        // Each node its own rows: concurrent increments of
-                        // one row on two nodes would be a conflict (one wins).
-                        c.exec("UPDATE accounts SET balance = balance + 1 WHERE id = " +
-                               std::to_string(i * 500 + n % 500 + 1));
-                        c.exec("INSERT INTO accounts (id, balance) VALUES (" + std::to_string(id) +
-                               ", 1)");
-                        c.exec("COMMIT");
-                        n++;
-                    } catch (const pq::Error &e) {
-                        if (e.sqlstate() != "40P01") throw;
-                        c.exec("ROLLBACK");
-                        retries[i]++;
-                    }
+        writers.emplace_back([&, i](TestThread &self) {
+            pq::Connection &c = self.session(connect(i + 2));
+            while (!self.stopping()) {
+                long id = (i + 2) * 1000000 + commits[i];
+                try {
+                    c.exec("BEGIN");
+                    // Each node its own rows: concurrent increments of
+                    // one row on two nodes would be a conflict (one wins).
+                    c.exec("UPDATE accounts SET balance = balance + 1 WHERE id = " +
+                           std::to_string(i * 500 + commits[i] % 500 + 1));
+                    c.exec("INSERT INTO accounts (id, balance) VALUES (" + std::to_string(id) +
+                           ", 1)");
+                    c.exec("COMMIT");
+                    commits[i]++;
+                } catch (const pq::Error &e) {
+                    if (e.sqlstate() != "40P01") throw;
+                    c.exec("ROLLBACK");
+                    retries[i]++;
                 }
-                commits[i] = n;
-            } catch (const std::exception &ex) {
-                errors[i] = ex.what();
             }
         });
     }
@@ -343,11 +319,8 @@ TEST_F(DdlLockTest, WritersElsewhereRunThroughWriteLockAlters) {
     } catch (const std::exception &ex) {
         ddl_error = ex.what();
     }
-    stop_writers = true;
-    for (auto &w : writers) w.join();
+    for (TestThread &w : writers) EXPECT_EQ(w.stop(), "");
     ASSERT_EQ(ddl_error, "");
-    EXPECT_EQ(errors[0], "");
-    EXPECT_EQ(errors[1], "");
     EXPECT_GT(commits[0], 0);
     EXPECT_GT(commits[1], 0);
     std::cout << "writers committed " << commits[0] << " and " << commits[1] << ", retried "
@@ -387,16 +360,16 @@ TEST_F(DdlLockTest, AWriterInTheWayOfTheReplayedDdlIsCanceledAtOnce) {
     pq::Connection writer = connect(2);
     writer.exec("BEGIN");
     std::optional<pq::Error> canceled;
-    std::thread insert([&] {
+    TestThread insert([&](TestThread &self) {
         try {
-            writer.exec("INSERT INTO gated VALUES (1)");
+            self.borrow(writer).exec("INSERT INTO gated VALUES (1)");
         } catch (const pq::Error &e) {
             canceled = e;
         }
     });
     ASSERT_TRUE(wait_until([&] { return advisory_waiters(2) == 1; }, 10s));
     holder.exec("COMMIT");
-    insert.join();
+    EXPECT_EQ(insert.join(), "");
     ASSERT_TRUE(canceled.has_value()) << "the writer was not canceled";
     EXPECT_EQ(canceled->sqlstate(), "40P01") << canceled->what();
     EXPECT_NE(canceled->message().find("canceling the write to table \"gated\": a replicated "
@@ -503,12 +476,13 @@ TEST_F(DdlLockTest, AGrantedWriteLockHoldsWritersBackWhileTheHoldersWorkerIsAway
         << "the new worker did not stop at apply_connect";
 
     std::string waited_error;
-    std::thread waiting = expect_writers_held_back(2, &waited_error);
+    std::optional<TestThread> waiting;
+    expect_writers_held_back(2, &waited_error, waiting);
     std::this_thread::sleep_for(1s);
     EXPECT_EQ(waited_error, "not done");
     holder.exec("COMMIT");
     fault.exec("SELECT pg_advisory_unlock_all()");
-    waiting.join();
+    EXPECT_EQ(waiting->join(), "");
     EXPECT_EQ(waited_error, "");
     exec(2, "ALTER DATABASE pgmesh RESET pgmesh.fault_points");
     expect_only_the_waiting_writers_row();
@@ -540,9 +514,10 @@ TEST_F(DdlLockTest, AGrantedWriteLockHoldsWritersBackAfterARestart) {
     start(2);
 
     std::string waited_error;
-    std::thread waiting = expect_writers_held_back(2, &waited_error);
+    std::optional<TestThread> waiting;
+    expect_writers_held_back(2, &waited_error, waiting);
     EXPECT_EQ(lock_rows(2), "node1|write|granted|");
-    waiting.join();
+    EXPECT_EQ(waiting->join(), "");
     EXPECT_EQ(waited_error, "");
     disarm_workers(2);
     expect_only_the_waiting_writers_row();
@@ -566,15 +541,8 @@ TEST_F(DdlLockTest, AnEarlyGrantSurvivesTheRestartedHoldersReset) {
     arm_workers(1, "apply_lock_message@node2");
     restart(2);  // its RESET waits at node1's fault point
 
-    std::string holder_error = "not done";
-    std::thread holder([&] {
-        try {
-            pq::Connection c2 = connect(2);
-            ddl(c2, "ALTER TABLE grown ADD COLUMN note text");
-            holder_error = "";
-        } catch (const std::exception &e) {
-            holder_error = e.what();
-        }
+    TestThread holder([&](TestThread &self) {
+        ddl(self.session(connect(2)), "ALTER TABLE grown ADD COLUMN note text");
     });
     ASSERT_TRUE(wait_until([&] { return lock_rows(3) == "node2|write|granted|"; }, 20s))
         << lock_rows(3);
@@ -582,8 +550,7 @@ TEST_F(DdlLockTest, AnEarlyGrantSurvivesTheRestartedHoldersReset) {
     wait_for_sync(3);
     EXPECT_EQ(query_value(1, "SELECT count(*) FROM pgmesh.global_lock"), "0");
     fault.exec("SELECT pg_advisory_unlock_all()");
-    holder.join();
-    EXPECT_EQ(holder_error, "");
+    EXPECT_EQ(holder.join(), "");
     ASSERT_TRUE(wait_until([&] { return lock_free_everywhere(); }, 30s))
         << "node1: " << lock_rows(1) << " node2: " << lock_rows(2) << " node3: " << lock_rows(3);
     disarm_workers(1);

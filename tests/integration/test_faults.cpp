@@ -5,8 +5,8 @@
 // twice shows as an extra row), losses by comparing with the rows each writer
 // saw committed.
 #include <algorithm>
-#include <atomic>
 #include <iterator>
+#include <list>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -47,14 +47,14 @@ protected:
         }
     };
 
-    // Writes small transactions on `node` until stop; survives the node
+    // Writes small transactions on `node` until stopped; survives the node
     // going away and coming back.
-    void writer(int node, std::atomic<bool> &stop, Written &written) {
+    void writer(int node, TestThread &self, Written &written) {
         int seq = 0;
-        std::optional<pq::Connection> c;
-        while (!stop) {
+        pq::Connection *c = nullptr;
+        while (!self.stopping()) {
             try {
-                if (!c) c.emplace(connect(node));
+                if (!c) c = &self.session(connect(node));
                 seq++;
                 c->exec("BEGIN");
                 c->exec("INSERT INTO events VALUES (" + std::to_string(node) + ", " +
@@ -71,31 +71,26 @@ protected:
                 std::lock_guard lock(written.mutex);
                 written.committed[node].insert(seq);
             } catch (const std::exception &) {
-                c.reset();
+                c = nullptr;
                 std::this_thread::sleep_for(100ms);
             }
         }
     }
 
-    // writer() on each of the nodes, until stop() or the end of the scope (so
-    // that a failed ASSERT does not leave the threads running).
+    // writer() on each of the nodes, until stop() or the end of the scope.
     class Writers {
     public:
         Writers(FaultTest &test, Written &written, const std::vector<int> &nodes) {
             for (int n : nodes)
                 threads_.emplace_back(
-                    [&test, &written, this, n] { test.writer(n, stop_, written); });
+                    [&test, &written, n](TestThread &self) { test.writer(n, self, written); });
         }
-        ~Writers() { stop(); }
         void stop() {
-            stop_ = true;
-            for (auto &t : threads_)
-                if (t.joinable()) t.join();
+            for (TestThread &t : threads_) t.stop();
         }
 
     private:
-        std::atomic<bool> stop_{false};
-        std::vector<std::thread> threads_;
+        std::list<TestThread> threads_;
     };
 
     // Waits until each of the nodes' writers has committed `more` transactions

@@ -5,9 +5,8 @@
 // Races are forced with the fault point apply_begin@<origin> (armed in every
 // server's configuration): a test holds one origin's stream on one node,
 // and join_<step> points hold a join between two steps.
-#include <atomic>
 #include <fstream>
-#include <mutex>
+#include <list>
 #include <set>
 #include <thread>
 
@@ -208,33 +207,28 @@ TEST_F(LifecycleTest, JoinAndPartUnderWriteLoad) {
         Load(const std::string &pgbench, const std::string &script,
              const std::vector<std::pair<int, std::string>> &nodes) {
             for (const auto &[n, node_dsn] : nodes) {
-                threads_.emplace_back([this, pgbench, script, node_dsn, n] {
-                    while (!stop_) {
+                threads_.emplace_back([pgbench, script, node_dsn, n](TestThread &self) {
+                    while (!self.stopping()) {
                         ProcessResult r =
                             run_process({pgbench, "-n", "-c", "2", "-R", "100", "-T", "1", "-D",
                                          "origin=" + std::to_string(n), "-f", script, node_dsn});
-                        if (!r.ok()) {
-                            std::lock_guard lock(mutex_);
-                            failures_ += r.describe() + "\n";
-                            return;
-                        }
+                        if (!r.ok()) throw std::runtime_error(r.describe());
                     }
                 });
             }
         }
+        // What failed, one line per pgbench that did.
         std::string stop() {
-            stop_ = true;
-            for (std::thread &t : threads_) t.join();
-            threads_.clear();
-            return failures_;
+            std::string failures;
+            for (TestThread &t : threads_) {
+                std::string failure = t.stop();
+                if (!failure.empty()) failures += failure + "\n";
+            }
+            return failures;
         }
-        ~Load() { stop(); }
 
     private:
-        std::atomic<bool> stop_ = false;
-        std::vector<std::thread> threads_;
-        std::mutex mutex_;
-        std::string failures_;
+        std::list<TestThread> threads_;
     };
 
     for (int round = 1; round <= 5; round++) {

@@ -3,7 +3,7 @@
 // large transaction applied with bounded memory.
 #include <fstream>
 #include <iostream>
-#include <thread>
+#include <list>
 
 #include "cluster_fixture.hpp"
 
@@ -21,34 +21,27 @@ TEST_F(ReplicationTest, ConcurrentWritersOnDisjointKeysConverge) {
     exec_all("CREATE TABLE items (id bigint PRIMARY KEY, origin text, qty int)");
     // Each node writes its own key range: inserts, updates, deletes, in many
     // small transactions, all nodes at once.
-    std::vector<std::thread> writers;
-    std::vector<std::string> errors(node_count());
+    std::list<TestThread> writers;
     for (int n = 1; n <= node_count(); n++) {
-        writers.emplace_back([this, n, &errors] {
-            try {
-                pq::Connection c = connect(n);
-                long base = n * 1000000L;
-                for (int i = 0; i < 300; i++) {
-                    c.exec("INSERT INTO items VALUES (" + std::to_string(base + i) + ", 'node" +
-                           std::to_string(n) + "', " + std::to_string(i) + ")");
-                    if (i % 3 == 0)
-                        c.exec("UPDATE items SET qty = qty + 1000 WHERE id = " +
-                               std::to_string(base + i));
-                    if (i % 10 == 0)
-                        c.exec("DELETE FROM items WHERE id = " + std::to_string(base + i));
-                }
-                c.exec("BEGIN");
-                for (int i = 300; i < 1300; i++)
-                    c.exec("INSERT INTO items VALUES (" + std::to_string(base + i) + ", 'node" +
-                           std::to_string(n) + "', " + std::to_string(i % 500) + ")");
-                c.exec("COMMIT");
-            } catch (const std::exception &e) {
-                errors[n - 1] = e.what();
+        writers.emplace_back([this, n](TestThread &self) {
+            pq::Connection &c = self.session(connect(n));
+            long base = n * 1000000L;
+            for (int i = 0; i < 300; i++) {
+                c.exec("INSERT INTO items VALUES (" + std::to_string(base + i) + ", 'node" +
+                       std::to_string(n) + "', " + std::to_string(i) + ")");
+                if (i % 3 == 0)
+                    c.exec("UPDATE items SET qty = qty + 1000 WHERE id = " +
+                           std::to_string(base + i));
+                if (i % 10 == 0) c.exec("DELETE FROM items WHERE id = " + std::to_string(base + i));
             }
+            c.exec("BEGIN");
+            for (int i = 300; i < 1300; i++)
+                c.exec("INSERT INTO items VALUES (" + std::to_string(base + i) + ", 'node" +
+                       std::to_string(n) + "', " + std::to_string(i % 500) + ")");
+            c.exec("COMMIT");
         });
     }
-    for (auto &w : writers) w.join();
-    for (const auto &e : errors) EXPECT_EQ(e, "");
+    for (TestThread &w : writers) EXPECT_EQ(w.join(), "");
     wait_for_sync_all();
     for (int n = 1; n <= node_count(); n++) {
         EXPECT_EQ(query_value(n, "SELECT count(*) FROM items"), std::to_string(3 * (1300 - 30)));

@@ -485,17 +485,12 @@ TEST_F(SecretsTest, JoinKeepsSecretsOffCommandLines) {
     // the lock, long enough to be looked at.
     pq::Connection fault_holder = connect(2);
     fault_holder.exec("SELECT pg_advisory_lock(hashtext('pgmesh fault join_copy_data'))");
-    pq::Connection joiner = connect(2);
-    joiner.exec("SET pgmesh.fault_points = 'join_copy_data'");
-    std::string join_error;
-    std::thread join([&] {
-        try {
-            joiner.exec_params(
-                "SELECT pgmesh.join_group('node2', $1, $2)",
-                std::vector<pq::Value>{dsn_with_secrets(2, "L"), dsn_with_secrets(1, "T")});
-        } catch (const std::exception &e) {
-            join_error = e.what();
-        }
+    TestThread join([&](TestThread &self) {
+        pq::Connection &joiner = self.session(connect(2));
+        joiner.exec("SET pgmesh.fault_points = 'join_copy_data'");
+        joiner.exec_params(
+            "SELECT pgmesh.join_group('node2', $1, $2)",
+            std::vector<pq::Value>{dsn_with_secrets(2, "L"), dsn_with_secrets(1, "T")});
     });
     pq::Connection table_holder = connect(1);
     std::string command_line;
@@ -536,7 +531,7 @@ TEST_F(SecretsTest, JoinKeepsSecretsOffCommandLines) {
     // Whatever happened above, let the join finish.
     table_holder.exec("ROLLBACK");
     fault_holder.exec("SELECT pg_advisory_unlock_all()");
-    join.join();
+    std::string join_error = join.join();
 
     std::replace(command_line.begin(), command_line.end(), '\0', ' ');
     EXPECT_EQ(command_line.find("Secr3t"), std::string::npos) << command_line;

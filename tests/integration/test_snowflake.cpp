@@ -4,8 +4,8 @@
 // insert_exists conflicts; hostile names, missing rights and unsuitable
 // columns and databases get their errors.
 #include <algorithm>
+#include <list>
 #include <set>
-#include <thread>
 
 #include "cluster_fixture.hpp"
 
@@ -41,27 +41,21 @@ TEST_F(SnowflakeTest, IdsNeverMeetAndGoUpInEverySessionAndAfterACrash) {
     constexpr int kBatches = 4;
     const int sessions = node_count() * kSessionsPerNode;
     const int64_t parts = int64_t{sessions} * kBatches;
-    std::vector<std::thread> threads;
-    std::vector<std::string> errors(sessions);
+    std::list<TestThread> threads;
     for (int s = 0; s < sessions; s++) {
         int node = s / kSessionsPerNode + 1;
-        threads.emplace_back([this, s, node, parts, &errors] {
-            try {
-                pq::Connection c = connect(node);
-                for (int b = 0; b < kBatches; b++) {
-                    int64_t part = int64_t{s} * kBatches + b;
-                    int64_t size = kTotal * (part + 1) / parts - kTotal * part / parts;
-                    c.exec("INSERT INTO handed_out SELECT pgmesh.snowflake_nextval('ids_seq'), " +
-                           std::to_string(s) + ", " + std::to_string(b * 1000000) +
-                           " + g FROM generate_series(1, " + std::to_string(size) + ") g");
-                }
-            } catch (const std::exception &e) {
-                errors[s] = e.what();
+        threads.emplace_back([this, s, node, parts](TestThread &self) {
+            pq::Connection &c = self.session(connect(node));
+            for (int b = 0; b < kBatches; b++) {
+                int64_t part = int64_t{s} * kBatches + b;
+                int64_t size = kTotal * (part + 1) / parts - kTotal * part / parts;
+                c.exec("INSERT INTO handed_out SELECT pgmesh.snowflake_nextval('ids_seq'), " +
+                       std::to_string(s) + ", " + std::to_string(b * 1000000) +
+                       " + g FROM generate_series(1, " + std::to_string(size) + ") g");
             }
         });
     }
-    for (std::thread &t : threads) t.join();
-    for (const std::string &e : errors) ASSERT_EQ(e, "");
+    for (TestThread &t : threads) ASSERT_EQ(t.join(), "");
 
     std::vector<int64_t> all;
     std::set<std::string> numbers;
@@ -158,24 +152,18 @@ TEST_F(SnowflakeTest, UseSnowflakeColumnsReplicateWithoutConflicts) {
     }
 
     constexpr int kRowsPerNode = 1500;
-    std::vector<std::thread> writers;
-    std::vector<std::string> errors(node_count());
+    std::list<TestThread> writers;
     for (int n = 1; n <= node_count(); n++) {
-        writers.emplace_back([this, n, table, &errors] {
-            try {
-                pq::Connection w = connect(n);
-                std::string origin = "'node" + std::to_string(n) + "'";
-                for (int i = 0; i < 300; i++)
-                    w.exec("INSERT INTO " + table + " (origin) VALUES (" + origin + ")");
-                w.exec("INSERT INTO " + table + " (origin) SELECT " + origin +
-                       " FROM generate_series(1, " + std::to_string(kRowsPerNode - 300) + ")");
-            } catch (const std::exception &e) {
-                errors[n - 1] = e.what();
-            }
+        writers.emplace_back([this, n, table](TestThread &self) {
+            pq::Connection &w = self.session(connect(n));
+            std::string origin = "'node" + std::to_string(n) + "'";
+            for (int i = 0; i < 300; i++)
+                w.exec("INSERT INTO " + table + " (origin) VALUES (" + origin + ")");
+            w.exec("INSERT INTO " + table + " (origin) SELECT " + origin +
+                   " FROM generate_series(1, " + std::to_string(kRowsPerNode - 300) + ")");
         });
     }
-    for (std::thread &w : writers) w.join();
-    for (const std::string &e : errors) EXPECT_EQ(e, "");
+    for (TestThread &w : writers) EXPECT_EQ(w.join(), "");
     wait_for_sync_all();
     for (int n = 1; n <= node_count(); n++) {
         EXPECT_EQ(query_value(n, "SELECT count(*) FROM " + table),

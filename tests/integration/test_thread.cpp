@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <exception>
+#include <optional>
 #include <utility>
 
 namespace pgmesh::test {
@@ -21,9 +22,13 @@ struct CancelDeleter {
 // A session of the work, with what another thread needs to interrupt it:
 // libpq's cancel handle (PQcancel is safe from any thread) and the socket.
 struct TestThread::Session {
-    pq::Connection connection;
+    explicit Session(pq::Connection &c)
+        : connection(&c), cancel(PQgetCancel(c.native())), socket(PQsocket(c.native())) {}
+
+    std::optional<pq::Connection> owned;
+    pq::Connection *connection;
     std::unique_ptr<PGcancel, CancelDeleter> cancel;
-    int socket = -1;
+    int socket;
 };
 
 TestThread::TestThread(Work work) {
@@ -48,12 +53,16 @@ TestThread::~TestThread() {
 }
 
 pq::Connection &TestThread::session(pq::Connection connection) {
-    Session s{std::move(connection), nullptr, -1};
-    s.cancel.reset(PQgetCancel(s.connection.native()));
-    s.socket = PQsocket(s.connection.native());
     std::lock_guard lock(mutex_);
-    sessions_.push_back(std::move(s));
-    return sessions_.back().connection;
+    Session &s = sessions_.emplace_back(connection);
+    s.owned.emplace(std::move(connection));
+    s.connection = &*s.owned;
+    return *s.connection;
+}
+
+pq::Connection &TestThread::borrow(pq::Connection &connection) {
+    std::lock_guard lock(mutex_);
+    return *sessions_.emplace_back(connection).connection;
 }
 
 std::string TestThread::join() {

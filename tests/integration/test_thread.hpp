@@ -43,6 +43,9 @@ public:
     // Hands a session to the thread: it lives as long as the TestThread,
     // and stop() can cancel what runs on it. Call from the work.
     pq::Connection &session(pq::Connection connection);
+    // The same for a session the test keeps (and uses again once the work
+    // is done): it must outlive the TestThread (be declared before it).
+    pq::Connection &borrow(pq::Connection &connection);
     // True once stop() was called: loops end when it is.
     bool stopping() const { return stop_requested_; }
     bool finished() const { return finished_; }
