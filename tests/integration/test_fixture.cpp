@@ -161,6 +161,37 @@ TEST_F(PlainTwoNodes, SignalTerminationScannerFindsCrashLines) {
     EXPECT_TRUE(pgmesh::test::unexpected_signal_terminations(copy, same_pid).empty());
 }
 
+// A TestThread stops its work on every path: a statement that waits (for
+// a lock the test holds) is canceled (57014), and a session whose backend
+// answers no cancel (frozen with SIGSTOP) is cut off; either way stop()
+// returns and says how the work ended.
+TEST_F(PlainTwoNodes, TestThreadsStopWhatTheyRunOnEveryPath) {
+    using pgmesh::test::TestThread;
+    pgmesh::pq::Connection gate = connect(1);
+    gate.exec("SELECT pg_advisory_lock(1)");
+    {
+        TestThread waiting(
+            [&](TestThread &self) { self.session(connect(1)).exec("SELECT pg_advisory_lock(1)"); },
+            100ms, 10s);
+        ASSERT_TRUE(wait_until([&] {
+            return query_value(1, "SELECT count(*) FROM pg_locks WHERE NOT granted") == "1";
+        }));
+        EXPECT_FALSE(waiting.finished());
+        std::string error = waiting.stop();
+        EXPECT_TRUE(error.starts_with("57014")) << error;
+    }
+    {
+        pgmesh::pq::Connection sleeper = connect(1);
+        pgmesh::test::FrozenProcess frozen(sleeper.backend_pid());  // thawed after the thread
+        TestThread sleeping(
+            [&](TestThread &self) { self.borrow(sleeper).exec("SELECT pg_sleep(3600)"); }, 100ms,
+            500ms);
+        std::string error = sleeping.stop();
+        EXPECT_TRUE(error.starts_with("08")) << error;
+    }
+    EXPECT_EQ(query_value(1, "SELECT 1"), "1");
+}
+
 TEST_F(PlainTwoNodes, VerifyComparesTablesAcrossNodes) {
     for (int node = 1; node <= 2; ++node) {
         exec(node, "CREATE SCHEMA \"Odd Schema\"");

@@ -10,9 +10,6 @@ namespace pgmesh::test {
 
 namespace {
 
-constexpr std::chrono::seconds kEndGrace{5};
-constexpr std::chrono::seconds kCancelGrace{10};
-
 struct CancelDeleter {
     void operator()(PGcancel *cancel) const noexcept { PQfreeCancel(cancel); }
 };
@@ -31,7 +28,9 @@ struct TestThread::Session {
     int socket;
 };
 
-TestThread::TestThread(Work work) {
+TestThread::TestThread(Work work, std::chrono::milliseconds end_grace,
+                       std::chrono::milliseconds cancel_grace)
+    : end_grace_(end_grace), cancel_grace_(cancel_grace) {
     thread_ = std::thread([this, work = std::move(work)] {
         std::string error;
         try {
@@ -75,9 +74,9 @@ std::string TestThread::stop() {
     stop_requested_ = true;
     // A loop that looks at stopping() ends by itself; a statement that
     // waits is canceled, and a session that answers no cancel is cut off.
-    if (!wait_finished(kEndGrace)) {
+    if (!wait_finished(end_grace_)) {
         interrupt_sessions(false);
-        if (!wait_finished(kCancelGrace)) interrupt_sessions(true);
+        if (!wait_finished(cancel_grace_)) interrupt_sessions(true);
     }
     return join();
 }

@@ -35,7 +35,10 @@ class TestThread {
 public:
     using Work = std::function<void(TestThread &)>;
 
-    explicit TestThread(Work work);
+    // The graces are those of the comment above: how long stop() waits for
+    // the work to end by itself, then after the cancel.
+    explicit TestThread(Work work, std::chrono::milliseconds end_grace = std::chrono::seconds(5),
+                        std::chrono::milliseconds cancel_grace = std::chrono::seconds(10));
     ~TestThread();
     TestThread(const TestThread &) = delete;
     TestThread &operator=(const TestThread &) = delete;
@@ -64,6 +67,8 @@ private:
     bool wait_finished(std::chrono::milliseconds timeout);
     void interrupt_sessions(bool cut_off);
 
+    const std::chrono::milliseconds end_grace_;
+    const std::chrono::milliseconds cancel_grace_;
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> finished_{false};
     std::mutex mutex_;
