@@ -532,6 +532,9 @@ TEST_F(DdlLockTest, AGrantedWriteLockHoldsWritersBackAfterARestart) {
 TEST_F(DdlLockTest, AnEarlyGrantSurvivesTheRestartedHoldersReset) {
     pq::Connection c1 = connect(1);
     ddl(c1, "CREATE TABLE grown (id int PRIMARY KEY)");
+    // The table is on node2 once node2 applied node1's stream this far:
+    // replicated DDL commits on node1 without waiting for the peers.
+    wait_for_sync(1);
     // A commit of node2's after its GRANT of that lock: node1's stream from
     // node2 resumes past it, so the first lock message it holds is the RESET.
     exec(2, "INSERT INTO grown VALUES (1)");
