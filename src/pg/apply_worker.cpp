@@ -396,8 +396,8 @@ private:
 
     // Forwarding: the stream has passed the source's last commit of the
     // peer's transactions, so none is still to come, yet we have not
-    // reached up_to. Its relay slot had moved past
-    // what we lack (or lost it): stop, rather than call this complete.
+    // reached up_to. Its relay slot had moved past what we lack (or lost
+    // it): stop, rather than call this complete.
     void check_source_has_more(const apply::Applier &applier) const {
         if (finished_ || applier.in_transaction() || received_lsn_ < source_end_) return;
         throw pg::Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -530,9 +530,11 @@ private:
     Oid dboid_;
     uint64_t peer_id_;
     std::optional<ForwardJob> forward_;
-    uint64_t source_end_ = UINT64_MAX;  // forwarding: the source's last commit of the peer's
-    uint64_t forwarded_up_to_ = 0;      // forwarding: the peer's commit LSN applied up to
-    bool finished_ = false;             // forwarding: up_to reached
+    // Forwarding: where in the source's WAL its last commit of the peer's
+    // transactions ends.
+    uint64_t source_end_ = UINT64_MAX;
+    uint64_t forwarded_up_to_ = 0;  // forwarding: the peer's commit LSN applied up to
+    bool finished_ = false;         // forwarding: up_to reached
     std::string source_name_;
     shmem::WorkerSlot *slot_ = nullptr;
     uint64_t received_lsn_ = 0;
