@@ -385,6 +385,15 @@ void MeshTest::kill_child9(int node, pid_t pid) {
     if (::kill(pid, SIGKILL) != 0) {
         throw std::system_error(errno, std::generic_category(), "kill -9 " + std::to_string(pid));
     }
+    const std::string marker = "(PID " + std::to_string(pid) + ")";
+    bool noticed = wait_until([&] {
+        for (const std::string &line : local::find_signal_terminations(log_file(node)))
+            if (line.find(marker) != std::string::npos) return true;
+        return false;
+    });
+    if (!noticed)
+        ADD_FAILURE() << "node" << node << "'s postmaster did not log the end of " << pid
+                      << " within 60 s";
 }
 
 pid_t MeshTest::server_process(int node, std::string_view backend_type) {

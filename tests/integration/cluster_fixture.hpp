@@ -160,7 +160,9 @@ protected:
     // SIGKILL one child process of the node's postmaster (a backend, a
     // worker). The postmaster then logs "... (PID <pid>) was terminated by
     // signal 9" and restarts all sessions; that one line is tolerated by the
-    // TearDown check.
+    // TearDown check. Returns once the line is in the log: until then the
+    // postmaster may not have noticed, and still accepts sessions that the
+    // restart then ends.
     void kill_child9(int node, pid_t pid);
     bool is_running(int node) const;
     pid_t postmaster_pid(int node) const;  // throws if not running
