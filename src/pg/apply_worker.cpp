@@ -256,19 +256,20 @@ private:
         }
         if (forward_) {
             // Where in its WAL the source's last commit of the dead peer's
-            // transactions ends: its origin's local_lsn. Once the stream
-            // has passed it, the source has sent all it holds of them.
-            // Not the source's WAL end (IDENTIFY_SYSTEM): that is where its
-            // WAL is flushed, and apply commits asynchronously, so its
-            // last applied commits may still lie beyond it. The stream
-            // then passed that end before it reached them, and forwarding
-            // gave up with them on their way (issue 22).
-            remote::Result origin = remote::exec(
+            // transactions ends; once the stream has passed it, the source
+            // has sent all it holds of them. Its origin's local_lsn says
+            // where, unless the source restarted since (a restart keeps
+            // only remote_lsn), and then every commit it applied is in WAL
+            // already flushed. Not the flushed WAL end alone: apply commits
+            // asynchronously, so the last commits may lie beyond it, and
+            // forwarding then gave up with them on their way (issue 22).
+            remote::Result end = remote::exec(
                 conn.get(),
-                "SELECT coalesce((SELECT local_lsn::text FROM "
+                "SELECT pg_catalog.max(lsn)::text FROM (SELECT "
+                "pg_catalog.pg_current_wal_flush_lsn() AS lsn UNION ALL SELECT local_lsn FROM "
                 "pg_catalog.pg_replication_origin_status WHERE external_id = " +
-                    remote::quote_literal(conn.get(), node::origin_name(peer_id_)) + "), '0/0')");
-            source_end_ = walstream::parse_lsn(remote::value(origin.get(), 0, 0).value_or(""))
+                    remote::quote_literal(conn.get(), node::origin_name(peer_id_)) + ") AS ends");
+            source_end_ = walstream::parse_lsn(remote::value(end.get(), 0, 0).value_or(""))
                               .value_or(UINT64_MAX);
         }
         std::vector<proto::StartOption> options = {

@@ -586,6 +586,35 @@ TEST_F(LifecycleTest, ForwardingWaitsForTheSourcesUnflushedCommits) {
     }
 }
 
+// A restart keeps an origin's remote_lsn but not its local_lsn (where in
+// this node's WAL its last commit from that origin ends). node2 restarted
+// after it applied the dead node3's transactions, so its origin cannot say
+// where they end in its WAL; they all lie in WAL flushed before the
+// restart, and forwarding must take that end rather than give up at once.
+TEST_F(LifecycleTest, ASourceThatRestartedSinceItsLastApplyForwardsAll) {
+    form(3);
+    pq::Connection gate1 = hold(1, 3);
+    for (int i = 1; i <= 10; i++) exec(3, "INSERT INTO t VALUES (" + std::to_string(i) + ", 'x')");
+    ASSERT_TRUE(wait_until([&] { return query_value(2, "SELECT count(*) FROM t") == "10"; }));
+    kill9(3);
+    stop_stream(1, 3);
+    restart(2);
+    stop_stream(2, 3);
+    gate1.exec("SELECT pg_advisory_unlock_all()");
+    ASSERT_EQ(query_value(2,
+                          "SELECT local_lsn::text FROM pg_replication_origin_status WHERE "
+                          "external_id = (SELECT 'pgmesh_' || lpad(to_hex(node_id), 16, '0') FROM "
+                          "pgmesh.nodes WHERE node_name = 'node3')"),
+              "0/0");
+
+    exec(1, "SELECT pgmesh.part_node('node3')");
+    std::string rows_sql = "SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t";
+    EXPECT_EQ(query_value(1, "SELECT count(*) FROM t"), "10");
+    EXPECT_EQ(query_value(1, rows_sql), query_value(2, rows_sql));
+    EXPECT_EQ(conflicts(1, "insert_exists"), 0);
+    EXPECT_TRUE(wait_until([&] { return node_state(2, "node3") == "parted"; }));
+}
+
 // When the relay slots no longer hold what a survivor lacks (here: dropped
 // on node2 and node3, and made anew by their managers, covering only what
 // comes after), part_node refuses, says so, and leaves the node a member.
